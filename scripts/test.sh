@@ -1,0 +1,8 @@
+#!/usr/bin/env bash
+# The test command (README quick start, step 2, and what CI runs).
+# Sets up .venv, makes sure Redis answers, then runs every test tier. Extra args go to pytest.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/bootstrap.sh
+bash scripts/ensure_redis.sh
+exec .venv/bin/python -m pytest "$@"

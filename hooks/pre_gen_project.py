@@ -1,0 +1,345 @@
+"""Validate the answers and find the model class before any file is written.
+
+Runs on cookiecutter's interpreter with the new, still empty project directory as cwd.
+Standard library only. Every problem is one line on stderr,
+``ERROR: <what> <value> <why>. <fix>.``, and exit status 1 (cookiecutter then deletes
+the directory it created). On success it leaves one file, ``.lsml-pregen.json``, in the
+project directory for post_gen_project.py, which reads and deletes it.
+"""
+
+from __future__ import annotations
+
+import ast
+import json
+import keyword
+import os
+import re
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+# Every answer enters Python through tojson, never pasted into a string literal.
+CONTEXT = json.loads(r"""{{ cookiecutter | tojson }}""")
+
+HANDOFF = ".lsml-pregen.json"
+BASE_CLASS = "LabelStudioMLBase"
+NAME_RE = re.compile(r"^[a-z][a-z0-9_-]{1,62}$")
+PYTHON_VERSIONS = ("3.11", "3.12", "3.13")
+EXAMPLE_CLASS = "NewModel"
+IMPORT_TIMEOUT = 120
+MARKER = "@@lsml-detect@@"
+
+# Runs in a child interpreter: import the script against label_studio_ml and report, as one
+# JSON line after MARKER, the LabelStudioMLBase subclasses the script itself defines.
+DETECT = r"""
+import importlib.util, inspect, json, sys
+path, marker = sys.argv[1], sys.argv[2]
+def report(**out):
+    sys.stdout.write("\n" + marker + json.dumps(out) + "\n")
+    sys.stdout.flush()
+    raise SystemExit(0)
+try:
+    from label_studio_ml.model import LabelStudioMLBase
+except BaseException as exc:
+    report(status="no_runtime", error="%s: %s" % (type(exc).__name__, exc))
+name = "_lsml_user_model"
+spec = importlib.util.spec_from_file_location(name, path)
+module = importlib.util.module_from_spec(spec)
+sys.modules[name] = module
+try:
+    spec.loader.exec_module(module)
+except ImportError as exc:
+    missing = getattr(exc, "name", None) or ""
+    status = "runtime_import" if missing.split(".")[0] == "label_studio_ml" else "missing"
+    report(status=status, module=missing, error="%s: %s" % (type(exc).__name__, exc))
+except BaseException as exc:
+    report(status="error", error="%s: %s" % (type(exc).__name__, exc))
+found = [
+    key for key, obj in vars(module).items()
+    if inspect.isclass(obj) and issubclass(obj, LabelStudioMLBase)
+    and obj is not LabelStudioMLBase and obj.__module__ == name
+]
+report(status="ok", classes=found)
+"""
+
+
+class HookError(Exception):
+    """One user-facing line: what, value, why, and how to fix it."""
+
+
+def fail(what: str, value: object, why: str, fix: str) -> HookError:
+    return HookError(f"{what} {value!r} {why}. {fix}.")
+
+
+def warn(message: str) -> None:
+    print(f"WARNING: {message}", file=sys.stderr)
+
+
+def validate_answers(ctx: dict) -> None:
+    name = str(ctx.get("backend_name", ""))
+    if not NAME_RE.match(name):
+        raise fail(
+            "backend_name",
+            name,
+            "is not a valid name",
+            "Use 2-63 characters: a lowercase letter, then lowercase letters, digits, '-' or '_'"
+            " (e.g. my_backend)",
+        )
+    model_class = str(ctx.get("model_class", ""))
+    if model_class and (not model_class.isidentifier() or keyword.iskeyword(model_class)):
+        raise fail(
+            "model_class",
+            model_class,
+            "is not a Python class name",
+            "Use an identifier such as MyModel, or leave it empty to detect it",
+        )
+    port = str(ctx.get("port", ""))
+    if not (port.isdigit() and 1 <= int(port) <= 65535):
+        raise fail("port", port, "is not a TCP port", "Use a number from 1 to 65535 (e.g. 9090)")
+    version = str(ctx.get("python_version", ""))
+    if version not in PYTHON_VERSIONS:
+        raise fail(
+            "python_version", version, "is not supported", f"Use one of {', '.join(PYTHON_VERSIONS)}"
+        )
+
+
+def split_script(value: str) -> tuple[str, str]:
+    """``path.py:Class`` -> (path, Class); a Windows drive colon is left alone."""
+    path, sep, cls = value.rpartition(":")
+    if sep and cls.isidentifier() and path and not path.endswith(("/", "\\")):
+        return path, cls
+    return value, ""
+
+
+def base_dirs(ctx: dict) -> list[Path]:
+    """Where a relative script path may be relative to, most likely first.
+
+    ``_output_dir`` is the shell's directory unless ``-o`` was given (absent under cruft);
+    ``PWD`` is the shell's directory (the hook's own cwd is the new project directory);
+    the project's parent is the output directory.
+    """
+    dirs = []
+    for candidate in (ctx.get("_output_dir"), os.environ.get("PWD"), str(Path.cwd().parent)):
+        if candidate:
+            path = Path(candidate).resolve()
+            if path not in dirs:
+                dirs.append(path)
+    return dirs
+
+
+def resolve_script(raw: str, ctx: dict) -> Path:
+    path = Path(os.path.expanduser(raw))
+    if path.is_absolute():
+        return path
+    tried = [base / path for base in base_dirs(ctx)]
+    for candidate in tried:
+        if candidate.exists():
+            return candidate.resolve()
+    return tried[0]
+
+
+def is_rerun(ctx: dict) -> bool:
+    """A regeneration of an existing project (cruft update, or init --force)."""
+    if Path("model.py").is_file():
+        return True
+    # cruft renders into temp directories and passes no _output_dir.
+    in_tmp = str(Path.cwd().resolve()).startswith(str(Path(tempfile.gettempdir()).resolve()))
+    return "_output_dir" not in ctx and in_tmp
+
+
+def runtime_src(ctx: dict) -> Path | None:
+    """The template's own runtime source (<template repo>/runtime/src), when there is one."""
+    repo = ctx.get("_repo_dir") or ctx.get("_template")
+    if repo:
+        src = Path(repo).expanduser().resolve() / "runtime" / "src"
+        if (src / "label_studio_ml").is_dir():
+            return src
+    return None
+
+
+def ast_classes(tree: ast.Module) -> list[str]:
+    """Top-level classes whose bases name LabelStudioMLBase (directly or via a local class)."""
+    found: list[str] = []
+    for node in tree.body:
+        if not isinstance(node, ast.ClassDef):
+            continue
+        for base in node.bases:
+            name = base.attr if isinstance(base, ast.Attribute) else getattr(base, "id", "")
+            if name == BASE_CLASS or name in found:
+                found.append(node.name)
+                break
+    return found
+
+
+def import_classes(script: Path, ctx: dict) -> list[str] | None:
+    """Import the script in a child interpreter; None means "use the syntax tree"."""
+    env = dict(os.environ)
+    paths = [str(script.parent)]
+    src = runtime_src(ctx)
+    if src:
+        paths.insert(0, str(src))
+    if env.get("PYTHONPATH"):
+        paths.append(env["PYTHONPATH"])
+    env["PYTHONPATH"] = os.pathsep.join(paths)
+    try:
+        proc = subprocess.run(
+            [sys.executable, "-c", DETECT, str(script), MARKER],
+            cwd=str(script.parent),
+            env=env,
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            text=True,
+            timeout=IMPORT_TIMEOUT,
+        )
+    except subprocess.TimeoutExpired:
+        warn(f"importing {script} took over {IMPORT_TIMEOUT} s; found the class by reading it.")
+        return None
+    lines = [line for line in proc.stdout.splitlines() if line.startswith(MARKER)]
+    if not lines:
+        tail = (proc.stderr.strip().splitlines() or ["no output"])[-1]
+        raise fail("script", str(script), f"could not be imported ({tail})", "Fix the script")
+    out = json.loads(lines[-1][len(MARKER) :])
+    status = out["status"]
+    if status == "ok":
+        return out["classes"]
+    if status == "missing":
+        warn(
+            f"script {str(script)!r} needs {out['module']!r}, which is not installed here; "
+            "found the model class by reading the file instead of importing it."
+        )
+        return None
+    if status == "no_runtime":
+        warn(
+            f"label_studio_ml is not importable here ({out['error']}); "
+            "found the model class by reading the script instead of importing it."
+        )
+        return None
+    if status == "runtime_import":
+        raise fail(
+            "script",
+            str(script),
+            f"imports something the runtime does not provide ({out['error']})",
+            "Import LabelStudioMLBase from label_studio_ml.model",
+        )
+    raise fail(
+        "script", str(script), f"raised {out['error']} on import", "Fix the script and run again"
+    )
+
+
+def label_config_of(tree: ast.Module) -> str | None:
+    """A labeling config the script carries: a module-level string or a docstring with <View>."""
+    texts: list[str] = []
+    for node in tree.body:
+        if isinstance(node, ast.Assign) and isinstance(node.value, ast.Constant):
+            names = [t.id for t in node.targets if isinstance(t, ast.Name)]
+            if any("config" in n.lower() for n in names) and isinstance(node.value.value, str):
+                texts.append(node.value.value)
+    docs = [ast.get_docstring(tree, clean=False)]
+    docs += [ast.get_docstring(n, clean=False) for n in tree.body if isinstance(n, ast.ClassDef)]
+    texts += [d for d in docs if d]
+    for text in texts:
+        start, end = text.find("<View"), text.rfind("</View>")
+        if start != -1 and end > start:
+            return text[start : end + len("</View>")].strip() + "\n"
+    return None
+
+
+def inspect_script(raw: str, ctx: dict) -> dict:
+    """Resolve, check and import the script; returns the handoff for post_gen."""
+    path_text, script_class = split_script(raw)
+    model_class = str(ctx.get("model_class", ""))
+    if script_class and model_class and script_class != model_class:
+        raise fail(
+            "script",
+            raw,
+            f"names class {script_class} but model_class is {model_class}",
+            "Give the class once",
+        )
+    wanted = script_class or model_class
+    script = resolve_script(path_text, ctx)
+    if not script.exists():
+        if is_rerun(ctx):
+            warn(f"script {str(script)!r} no longer exists; keeping the existing model.py.")
+            return {"script": "", "keep_model": True, "model_class": wanted}
+        raise fail(
+            "script",
+            str(script),
+            "does not exist",
+            "Pass an absolute path, or a path relative to the directory you ran cookiecutter in",
+        )
+    if not script.is_file():
+        raise fail("script", str(script), "is not a file", "Pass the model's .py file, not a folder")
+    if script.suffix != ".py":
+        raise fail("script", str(script), "is not a Python file", "Pass a .py file")
+    try:
+        source = script.read_text(encoding="utf-8")
+        tree = ast.parse(source, filename=str(script))
+    except (SyntaxError, UnicodeDecodeError, ValueError) as exc:
+        line = getattr(exc, "lineno", None)
+        where = f" at line {line}" if line else ""
+        raise fail(
+            "script", str(script), f"is not valid Python{where} ({type(exc).__name__})", "Fix it"
+        ) from exc
+    candidates = import_classes(script, ctx)
+    if candidates is None:
+        candidates = ast_classes(tree)
+    if wanted:
+        if wanted not in candidates:
+            listed = ", ".join(candidates) or "none"
+            raise fail(
+                "model class",
+                wanted,
+                f"is not a {BASE_CLASS} subclass in {script} (found: {listed})",
+                "Name one of the found classes, or fix the script",
+            )
+        chosen = wanted
+    elif len(candidates) == 1:
+        chosen = candidates[0]
+    elif not candidates:
+        raise fail(
+            "script",
+            str(script),
+            f"defines no {BASE_CLASS} subclass",
+            f"Subclass label_studio_ml.model.{BASE_CLASS} in it",
+        )
+    else:
+        raise fail(
+            "script",
+            str(script),
+            f"defines several {BASE_CLASS} subclasses ({', '.join(candidates)})",
+            f"Pick one with script={path_text}:{candidates[0]} or model_class={candidates[0]}",
+        )
+    requirements = script.parent / "requirements.txt"
+    return {
+        "script": str(script),
+        "keep_model": False,
+        "model_class": chosen,
+        "label_config": label_config_of(tree),
+        "requirements": str(requirements) if requirements.is_file() else "",
+    }
+
+
+def plan(ctx: dict) -> dict:
+    validate_answers(ctx)
+    raw = str(ctx.get("script", "")).strip()
+    if raw:
+        return inspect_script(raw, ctx)
+    if Path("model.py").is_file():
+        # Regenerating over an existing project (init --force): keep the user's model.
+        return inspect_script(str(Path("model.py").resolve()), ctx) | {"keep_model": True}
+    return {"script": "", "keep_model": False, "model_class": ctx.get("model_class") or EXAMPLE_CLASS}
+
+
+def main() -> int:
+    try:
+        handoff = plan(CONTEXT)
+    except HookError as exc:
+        print(f"ERROR: {exc}", file=sys.stderr)
+        return 1
+    Path(HANDOFF).write_text(json.dumps(handoff, indent=2) + "\n", encoding="utf-8")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,79 @@
+"""The model behind the HTTP API, the way Label Studio calls it."""
+
+import inspect
+
+import pytest
+from label_studio_ml.model import LabelStudioMLBase
+
+from conftest import (
+    LABEL_CONFIG,
+    PROJECT,
+    annotated_task,
+    config_labels,
+    predict,
+    sample_task,
+    setup_version,
+    wait_for_new_version,
+)
+
+
+def model_class():
+    import wsgi
+
+    found = [
+        obj
+        for obj in vars(wsgi).values()
+        if inspect.isclass(obj)
+        and issubclass(obj, LabelStudioMLBase)
+        and obj is not LabelStudioMLBase
+    ]
+    assert len(found) == 1, found
+    return found[0]
+
+
+def test_health(client):
+    response = client.get("/health")
+    assert response.status_code == 200
+    assert response.get_json()["status"] == "UP"
+
+
+def test_setup_returns_a_version(client):
+    version = setup_version(client)
+    assert isinstance(version, str) and version
+
+
+def test_predict_answers_every_task_with_labels_from_the_config(client):
+    results = predict(client, [sample_task(i) for i in range(1, 4)])
+    assert len(results) == 3
+    allowed = config_labels()
+    for entry in results:
+        for prediction in entry if isinstance(entry, list) else [entry]:
+            assert isinstance(prediction["result"], list)
+            for region in prediction["result"]:
+                for key in ("choices", "labels", "rectanglelabels", "polygonlabels"):
+                    assert set(region["value"].get(key, [])) <= allowed, region
+
+
+def test_training_produces_a_new_version(client):
+    cls = model_class()
+    if cls.fit is LabelStudioMLBase.fit:
+        pytest.skip(f"{cls.__name__} does not define fit()")
+    before = setup_version(client)
+    first = next(iter(inspect.signature(cls.fit).parameters), "")
+    if first == "event":  # current style: fit(event, data)
+        response = client.post(
+            "/webhook",
+            json={"action": "START_TRAINING", "project": {"id": 1, "label_config": LABEL_CONFIG}},
+        )
+    else:  # seed style: fit(annotations); /train carries the annotated tasks
+        label = sorted(config_labels())[0]
+        response = client.post(
+            "/train",
+            json={
+                "annotations": [annotated_task(i, label) for i in range(1, 4)],
+                "project": PROJECT,
+                "label_config": LABEL_CONFIG,
+            },
+        )
+    assert response.status_code in (200, 201), response.get_data(as_text=True)
+    assert wait_for_new_version(client, before) != before

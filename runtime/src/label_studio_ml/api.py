@@ -1,0 +1,450 @@
+"""The Flask app factory: Label Studio's ML backend HTTP API around one model class.
+
+``create_app(MyModel)`` returns a new app; nothing is global, so tests and processes can build
+as many as they like. Routes live in one Blueprint; every error is JSON.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hmac
+import logging
+import re
+import time
+from typing import Any, Dict, Optional, Tuple
+
+from flask import Blueprint, Flask, Response, current_app, g, request
+from werkzeug.exceptions import HTTPException
+
+from . import __version__
+from .metrics import Metrics
+from .model import predict_takes_context
+from .registry import ModelLoadError, ModelRegistry
+from .response import PredictionError, dumps, normalize_predictions
+from .settings import Settings
+from .store import ModelStore, StoreError, check_project_id
+from .training import RQTrainer, ThreadTrainer, TrainingUnavailable, TrainRequest
+
+logger = logging.getLogger("label_studio_ml")
+bp = Blueprint("lsml", __name__)
+
+
+class ApiError(Exception):
+    """An error answered as ``{"error": code, "detail": detail}``."""
+
+    def __init__(self, status: int, code: str, detail: str) -> None:
+        super().__init__(detail)
+        self.status, self.code, self.detail = status, code, detail
+
+
+def _json(payload: Any, status: int = 200, headers: Optional[Dict[str, str]] = None) -> Response:
+    return Response(dumps(payload), status=status, mimetype="application/json", headers=headers)
+
+
+def _error(status: int, code: str, detail: str, headers: Optional[Dict[str, str]] = None) -> Response:
+    return _json({"error": code, "detail": detail}, status, headers)
+
+
+class Backend:
+    """Everything one app serves: settings, store, live models, trainer, metrics."""
+
+    def __init__(self, model_class: type, settings: Settings, model_kwargs: Optional[Dict[str, Any]]) -> None:
+        self.model_class = model_class
+        self.settings = settings
+        self.store = ModelStore(settings.model_dir)
+        self.registry = ModelRegistry(model_class, self.store, model_kwargs)
+        trainer_class = RQTrainer if settings.production else ThreadTrainer
+        self.trainer = trainer_class(model_class, self.store, settings, model_kwargs)
+        self.metrics = Metrics()
+        self.passes_context = predict_takes_context(model_class)
+        self.warned_version = False
+
+
+def _backend() -> Backend:
+    return current_app.extensions["lsml"]
+
+
+# ------------------------------------------------------------------ request parsing
+def _body() -> Dict[str, Any]:
+    if not request.data:
+        return {}
+    try:
+        body = request.get_json(force=True, silent=False)
+    except Exception:  # werkzeug raises BadRequest with an HTML description
+        raise ApiError(400, "bad_request", "the request body is not valid JSON") from None
+    if not isinstance(body, dict):
+        raise ApiError(
+            400, "bad_request", f"the request body must be a JSON object, got {type(body).__name__}"
+        )
+    return body
+
+
+_PROJECT_RE = re.compile(r"^([A-Za-z0-9_-]{1,64})(?:\.\d+)?$")
+
+
+def project_id_of(value: Any) -> str:
+    """``"12.1719830400"`` → ``"12"``; ints and ``{"id": 12}`` work too; missing → ``default``."""
+    if value is None or value == "":
+        return "default"
+    if isinstance(value, dict):
+        value = value.get("id")
+    if isinstance(value, bool) or not isinstance(value, (str, int)):
+        raise ApiError(
+            400, "bad_request", f"'project' must be a string like '12.1719830400', got {type(value).__name__}"
+        )
+    match = _PROJECT_RE.match(str(value))
+    if not match:
+        raise ApiError(
+            400, "bad_request", f"'project' {str(value)[:80]!r} is not a project id like '12.1719830400'"
+        )
+    return check_project_id(match.group(1))
+
+
+def _optional_str(body: Dict[str, Any], key: str) -> Optional[str]:
+    value = body.get(key)
+    if value is not None and not isinstance(value, str):
+        raise ApiError(400, "bad_request", f"'{key}' must be a string, got {type(value).__name__}")
+    return value or None
+
+
+# ------------------------------------------------------------------ routes
+@bp.get("/")
+@bp.get("/health")
+def health() -> Response:
+    backend = _backend()
+    return _json(
+        {
+            "status": "UP",
+            "model_class": backend.model_class.__name__,
+            "mode": backend.trainer.mode,
+            "runtime_version": __version__,
+        }
+    )
+
+
+@bp.post("/setup")
+def setup() -> Response:
+    backend = _backend()
+    body = _body()
+    pid = project_id_of(body.get("project"))
+    schema = _optional_str(body, "schema") or _optional_str(body, "label_config")
+    backend.registry.update_info(
+        pid, body.get("hostname"), body.get("access_token"), body.get("extra_params")
+    )
+    _, version = backend.registry.get(pid, schema)
+    return _json({"model_version": version})
+
+
+@bp.post("/predict")
+def predict() -> Response:
+    backend = _backend()
+    body = _body()
+    tasks = body.get("tasks")
+    if not isinstance(tasks, list) or not tasks:
+        raise ApiError(400, "bad_request", "'tasks' must be a non-empty list of task objects")
+    if not all(isinstance(t, dict) for t in tasks):
+        raise ApiError(400, "bad_request", "every item of 'tasks' must be a JSON object")
+    pid = project_id_of(body.get("project"))
+    config = _optional_str(body, "label_config")
+    params = body.get("params") or {}
+    if not isinstance(params, dict):
+        raise ApiError(400, "bad_request", "'params' must be a JSON object")
+    model, version = backend.registry.get(pid, config)
+    kwargs = {k: v for k, v in params.items() if k != "context" and isinstance(k, str)}
+    if backend.passes_context:
+        kwargs["context"] = params.get("context")
+    try:
+        raw = model.predict(tasks, **kwargs)
+        results = normalize_predictions(raw, len(tasks))
+    except PredictionError as exc:
+        logger.error("project %s: %s returned a bad answer: %s", pid, type(model).__name__, exc)
+        raise ApiError(500, "predict_failed", str(exc)) from None
+    except Exception as exc:
+        logger.exception("project %s: %s.predict raised", pid, type(model).__name__)
+        raise ApiError(
+            500, "predict_failed", f"{type(model).__name__}.predict raised {type(exc).__name__}: {exc}"
+        ) from None
+    _stamp_version(backend, results, version)
+    backend.metrics.predicted(len(tasks))
+    try:
+        return _json({"results": results, "model_version": version})
+    except PredictionError as exc:
+        raise ApiError(500, "predict_failed", f"predictions are not JSON: {exc}") from None
+
+
+def _stamp_version(backend: Backend, results: list, version: str) -> None:
+    """Every prediction leaves with the served version (Label Studio dedupes on it)."""
+    for entry in results:
+        for pred in entry if isinstance(entry, list) else (entry,):
+            own = pred.get("model_version")
+            if own is not None and own != version and not backend.warned_version:
+                backend.warned_version = True
+                logger.warning(
+                    "%s stamps model_version %r on its predictions; serving them as %r, the "
+                    "version /setup reports, so Label Studio does not store duplicates",
+                    backend.model_class.__name__,
+                    own,
+                    version,
+                )
+            pred["model_version"] = version
+
+
+def _train(
+    pid: str, event: str, data: Dict[str, Any], *, annotations: Any = None, label_config: Optional[str] = None
+) -> Response:
+    backend = _backend()
+    info = backend.registry.info.get(pid)
+    req = TrainRequest(
+        project_id=pid,
+        event=event,
+        data=data,
+        label_config=label_config or backend.registry.remember_config(pid, None),
+        annotations=annotations,
+        hostname=info.hostname if info else None,
+        access_token=info.access_token if info else None,
+        extra_params=info.extra_params if info else {},
+    )
+    try:
+        status, job_id = backend.trainer.submit(req)
+    except TrainingUnavailable as exc:
+        raise ApiError(503, "training_unavailable", str(exc)) from None
+    backend.metrics.training_requested(status)
+    return _json({"status": status, "job_id": job_id, "project": pid}, 201 if status == "queued" else 200)
+
+
+@bp.post("/webhook")
+def webhook() -> Response:
+    backend = _backend()
+    body = _body()
+    action = body.get("action")
+    if not isinstance(action, str) or not action:
+        raise ApiError(400, "bad_request", "'action' must be a non-empty string (a Label Studio event)")
+    if action not in backend.model_class.TRAIN_EVENTS:
+        return _json({"status": "ignored", "action": action[:64]})
+    pid = project_id_of(body.get("project"))
+    if not g.get("authenticated", True) and not backend.store.has_project(pid):
+        # Label Studio's own webhooks carry no credentials; they may only train known projects.
+        raise ApiError(404, "not_found", f"project {pid} is unknown to this backend")
+    data = {k: v for k, v in body.items() if k != "action"}
+    project = data.get("project")
+    config = project.get("label_config") if isinstance(project, dict) else None
+    return _train(pid, action, data, label_config=config if isinstance(config, str) else None)
+
+
+@bp.post("/train")
+def train() -> Response:
+    body = _body()
+    annotations = body.get("annotations", body.get("completions"))
+    if not isinstance(annotations, list) or not annotations:
+        raise ApiError(400, "bad_request", "'annotations' must be a non-empty list of annotated tasks")
+    pid = project_id_of(body.get("project"))
+    config = _optional_str(body, "label_config")
+    if config:
+        _backend().registry.remember_config(pid, config)
+    return _train(pid, "START_TRAINING", {}, annotations=annotations, label_config=config)
+
+
+@bp.route("/versions", methods=["GET", "POST"])
+def versions() -> Response:
+    backend = _backend()
+    body = _body() if request.method == "POST" else {}
+    raw = body.get("project") or request.args.get("project")
+    projects = [project_id_of(raw)] if raw else backend.store.projects()
+    found: list = []
+    for pid in projects:
+        for version in backend.store.versions(pid):
+            if version not in found:
+                found.append(version)
+    return _json({"versions": found, "projects": projects})
+
+
+def _status(pid: str) -> Dict[str, Any]:
+    backend = _backend()
+    status = dict(backend.store.status(pid))
+    status.setdefault("status", "idle")
+    if status["status"] == "running" and isinstance(backend.trainer, RQTrainer):
+        started = status.get("started_at") or 0
+        alive = backend.trainer.worker_alive(pid)
+        if alive is False and time.time() - started > 2:
+            status = backend.store.update_status(
+                pid,
+                status="failed",
+                ended_at=round(time.time(), 3),
+                error="the training worker stopped before the job finished (killed or crashed)",
+            )
+    if status.get("pending_job_id") and status["status"] not in ("running", "queued"):
+        status["status"] = "queued"
+    status["project"] = pid
+    status["served_version"] = backend.store.latest(pid)
+    status["versions"] = backend.store.versions(pid)
+    return status
+
+
+@bp.get("/training")
+def training() -> Response:
+    backend = _backend()
+    raw = request.args.get("project")
+    if raw:
+        return _json(_status(project_id_of(raw)))
+    return _json(
+        {"mode": backend.trainer.mode, "projects": {pid: _status(pid) for pid in backend.store.projects()}}
+    )
+
+
+@bp.get("/is_training")
+def is_training() -> Response:
+    status = _status(project_id_of(request.args.get("project")))
+    return _json(
+        {
+            "is_training": status["status"] in ("queued", "running"),
+            "model_version": status["served_version"],
+            "job_id": status.get("job_id"),
+        }
+    )
+
+
+@bp.get("/metrics")
+def metrics() -> Response:
+    return Response(_backend().metrics.render(), mimetype="text/plain; version=0.0.4")
+
+
+# ------------------------------------------------------------------ auth and errors
+def _check_auth() -> Optional[Response]:
+    settings: Settings = _backend().settings
+    if not settings.basic_auth:
+        return None
+    header = request.headers.get("Authorization", "")
+    ok = False
+    if header.startswith("Basic "):
+        try:
+            user, _, password = base64.b64decode(header[6:]).decode("utf-8").partition(":")
+        except (binascii.Error, UnicodeDecodeError):
+            user, password = "", ""
+        ok = hmac.compare_digest(user.encode(), (settings.basic_auth_user or "").encode())
+        ok &= hmac.compare_digest(password.encode(), (settings.basic_auth_pass or "").encode())
+    g.authenticated = ok
+    if ok or (request.path == "/webhook" and request.method == "POST" and not header):
+        return None  # Label Studio's webhooks come without credentials: restricted in webhook()
+    return _error(
+        401,
+        "unauthorized",
+        "valid HTTP Basic credentials are required",
+        {"WWW-Authenticate": 'Basic realm="Label Studio ML backend"'},
+    )
+
+
+def _handle_api_error(exc: ApiError) -> Response:
+    return _error(exc.status, exc.code, exc.detail)
+
+
+def _handle_http(exc: HTTPException) -> Response:
+    codes = {400: "bad_request", 404: "not_found", 405: "method_not_allowed", 413: "payload_too_large"}
+    code = exc.code or 500
+    detail = {
+        404: f"no route {request.path[:100]}; see GET /health",
+        405: f"{request.method} is not allowed on {request.path[:100]}",
+        413: f"the request body is larger than {_backend().settings.max_request_bytes} bytes "
+        "(MAX_REQUEST_MB)",
+    }.get(code, exc.description or exc.name)
+    return _error(
+        code, codes.get(code, "error"), str(detail), dict(exc.get_headers()) if code == 405 else None
+    )
+
+
+def _handle_other(exc: Exception) -> Response:
+    if isinstance(exc, StoreError):
+        return _error(400, "bad_request", str(exc))
+    if isinstance(exc, ModelLoadError):
+        return _error(500, "model_load_failed", str(exc))
+    logger.exception("unhandled error on %s %s", request.method, request.path)
+    return _error(500, "internal_error", f"{type(exc).__name__}; see the backend log")
+
+
+def _start_timer() -> Optional[Response]:
+    g.started = time.perf_counter()
+    return _check_auth()
+
+
+def _record(response: Response) -> Response:
+    started = g.get("started")
+    if started is not None:
+        rule = request.url_rule.rule if request.url_rule else "unmatched"
+        _backend().metrics.observe(rule, request.method, response.status_code, time.perf_counter() - started)
+    return response
+
+
+# ------------------------------------------------------------------ factory
+def create_app(
+    model_class: type, settings: Optional[Settings] = None, model_kwargs: Optional[Dict[str, Any]] = None
+) -> Flask:
+    """Build the backend's Flask app around ``model_class``.
+
+    Args:
+        model_class: A subclass of :class:`~label_studio_ml.model.LabelStudioMLBase`.
+        settings: Configuration; read from the environment when omitted.
+        model_kwargs: Extra keyword arguments for the model's constructor (``--with k=v``).
+    """
+    settings = settings or Settings.from_env()
+    logging.basicConfig(
+        level=settings.log_level, format="[%(asctime)s] [%(levelname)s] [%(name)s] %(message)s"
+    )
+    logging.getLogger("label_studio_ml").setLevel(settings.log_level)
+    app = Flask(model_class.__module__ if model_class.__module__ != "__main__" else "lsml_backend")
+    app.config["MAX_CONTENT_LENGTH"] = settings.max_request_bytes
+    app.json.sort_keys = False  # type: ignore[attr-defined]
+    app.extensions["lsml"] = Backend(model_class, settings, model_kwargs)
+    app.register_blueprint(bp)
+    app.before_request(_start_timer)
+    app.after_request(_record)
+    app.register_error_handler(ApiError, _handle_api_error)
+    app.register_error_handler(HTTPException, _handle_http)
+    app.register_error_handler(Exception, _handle_other)
+    return app
+
+
+def init_app(model_class: type, **kwargs: Any) -> Flask:
+    """Old ``_wsgi.py`` entry point: ``init_app(MyModel, model_dir=..., **model_kwargs)``.
+
+    Accepts the old keyword names (``model_dir``, ``redis_queue``, ``redis_host``,
+    ``redis_port``, ``basic_auth_user``, ``basic_auth_pass``) over the environment; everything
+    else goes to the model's constructor.
+    """
+    import dataclasses
+
+    settings = Settings.from_env()
+    overrides: Dict[str, Any] = {}
+    if kwargs.get("model_dir"):
+        overrides["model_dir"] = kwargs.pop("model_dir")
+    if kwargs.get("redis_queue"):
+        overrides["rq_queue_name"] = kwargs.pop("redis_queue")
+    host, port = kwargs.pop("redis_host", None), kwargs.pop("redis_port", None)
+    if host and not settings.redis_url and kwargs.pop("use_redis", True):
+        overrides["redis_url"] = f"redis://{host}:{port or 6379}/0"
+    for key in ("basic_auth_user", "basic_auth_pass"):
+        if kwargs.get(key):
+            overrides[key] = kwargs.pop(key)
+    for key in ("redis_queue", "use_redis", "model_dir"):
+        kwargs.pop(key, None)
+    return create_app(model_class, dataclasses.replace(settings, **overrides), kwargs)
+
+
+def parse_kwargs(pairs: Tuple[str, ...]) -> Dict[str, Any]:
+    """``("a=1", "b=true", "c=x")`` → ``{"a": 1, "b": True, "c": "x"}`` (the ``--with`` rule)."""
+    out: Dict[str, Any] = {}
+    for pair in pairs:
+        key, sep, raw = pair.partition("=")
+        if not sep or not key.isidentifier():
+            raise ValueError(f"--with {pair!r} is not KEY=VALUE with a Python name as KEY")
+        value: Any = raw
+        if raw.lower() in ("true", "false"):
+            value = raw.lower() == "true"
+        else:
+            for cast in (int, float):
+                try:
+                    value = cast(raw)
+                    break
+                except ValueError:
+                    continue
+        out[key] = value
+    return out

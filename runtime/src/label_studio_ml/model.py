@@ -1,0 +1,294 @@
+"""The base class model scripts subclass.
+
+Importable with the standard library alone (no Flask, no RQ), so template hooks and tools can
+import a user's script against it. Both Label Studio model styles run on it unchanged:
+
+* seed style: ``__init__(**kwargs)``, ``predict(tasks, **kwargs) -> list``,
+  ``fit(annotations, workdir=None, **kwargs) -> dict`` (the dict comes back as
+  ``self.train_output`` in the next version's model);
+* current style: ``setup()``, ``predict(tasks, context=None, **kwargs) -> ModelResponse | list``,
+  ``fit(event, data, **kwargs)``, ``self.get/set/has`` and ``self.model_version``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import contextvars
+import inspect
+import json
+import logging
+import os
+import tempfile
+import threading
+from pathlib import Path
+from typing import Any, Dict, Iterator, List, Optional
+
+from .label_config import build_label_map as _build_label_map
+from .label_config import get_first_tag_occurence as _first_tag
+from .label_config import parse_config
+
+logger = logging.getLogger(__name__)
+
+INITIAL_MODEL_VERSION = "initial"
+
+# Values the runtime hands to the base constructor when a subclass's own ``__init__`` does not
+# forward them (for example ``__init__(self, project_id=None, label_config=None)``).
+_construction: contextvars.ContextVar[Optional[Dict[str, Any]]] = contextvars.ContextVar(
+    "lsml_construction", default=None
+)
+_kv_lock = threading.Lock()
+
+
+class LabelStudioMLBase:
+    """Subclass this and override :meth:`predict` (and :meth:`fit` to train).
+
+    The runtime constructs one instance per project and model version and reuses it for every
+    request, so load weights in ``__init__`` or :meth:`setup`, not in :meth:`predict`.
+
+    Attributes:
+        project_id: Label Studio project id (``"12"``), ``"default"`` when none was sent.
+        label_config: The labeling config XML, or None.
+        parsed_label_config: The config parsed into a dict keyed by control tag name.
+        train_output: What the last successful ``fit`` returned (``{}`` before training).
+        model_dir: The project's directory in the model store.
+        workdir: The directory of the version being served (None before training).
+        hostname, access_token: Label Studio URL and token sent by ``/setup``.
+        extra_params: The connection's extra params from Label Studio (a dict).
+    """
+
+    INITIAL_MODEL_VERSION = INITIAL_MODEL_VERSION
+    TRAIN_EVENTS = (
+        "START_TRAINING",
+        "ANNOTATION_CREATED",
+        "ANNOTATION_UPDATED",
+        "ANNOTATIONS_CREATED",
+        "ANNOTATIONS_DELETED",
+        "PROJECT_UPDATED",
+    )
+
+    def __init__(
+        self,
+        project_id: Optional[str] = None,
+        label_config: Optional[str] = None,
+        train_output: Optional[Dict[str, Any]] = None,
+        **kwargs: Any,
+    ) -> None:
+        ctx = dict(_construction.get() or {})
+        ctx.update({k: v for k, v in kwargs.items() if v is not None})
+        if project_id is None:
+            project_id = ctx.get("project_id")
+        if label_config is None:
+            label_config = ctx.get("label_config")
+        if train_output is None:
+            train_output = ctx.get("train_output")
+        self.project_id: str = str(project_id) if project_id not in (None, "") else "default"
+        self.label_config: Optional[str] = label_config
+        self.parsed_label_config: Dict[str, Any] = parse_config(label_config)
+        self.train_output: Dict[str, Any] = dict(train_output or {})
+        self.model_dir: Optional[str] = ctx.get("model_dir")
+        self.workdir: Optional[str] = ctx.get("workdir")
+        self.hostname: Optional[str] = ctx.get("hostname") or os.environ.get("LABEL_STUDIO_URL")
+        self.access_token: Optional[str] = ctx.get("access_token")
+        extra = ctx.get("extra_params")
+        self.extra_params: Dict[str, Any] = extra if isinstance(extra, dict) else {}
+        self._served_version: Optional[str] = ctx.get("served_version")
+        known = {
+            "model_dir",
+            "workdir",
+            "hostname",
+            "access_token",
+            "extra_params",
+            "served_version",
+            "project_id",
+            "label_config",
+            "train_output",
+        }
+        self.extra_kwargs: Dict[str, Any] = {k: v for k, v in ctx.items() if k not in known}
+        for key, value in self.extra_kwargs.items():
+            # Old scripts read their --with options as attributes (``self.threshold``).
+            if not hasattr(self, key):
+                with contextlib.suppress(AttributeError):
+                    setattr(self, key, value)
+        self.setup()
+
+    # ----------------------------------------------------------------- override these
+    def setup(self) -> None:
+        """Override this: one-off configuration, called once per instance after construction."""
+
+    def predict(
+        self, tasks: List[Dict[str, Any]], context: Optional[Dict[str, Any]] = None, **kwargs: Any
+    ) -> Any:
+        """Override this: return one prediction per task, in order.
+
+        Args:
+            tasks: Label Studio tasks (``task["data"]`` holds the values to label).
+            context: Interactive pre-annotation input (the regions a user drew), else None.
+            **kwargs: The rest of the request's ``params`` (``login``, ``password``).
+
+        Returns:
+            A list with one prediction dict (``{"result": [...], "score": 0.9}``) per task, or a
+            :class:`~label_studio_ml.response.ModelResponse`.
+        """
+        raise NotImplementedError(f"{type(self).__name__} must override predict()")
+
+    def fit(self, event: Any, data: Any = None, **kwargs: Any) -> Any:
+        """Override this to train. See the module docstring for the two accepted signatures."""
+        raise NotImplementedError(f"{type(self).__name__} does not implement fit()")
+
+    # ----------------------------------------------------------------- versions
+    @property
+    def model_version(self) -> str:
+        """The version this instance serves (set by the runtime, else the model's own)."""
+        if self._served_version:
+            return self._served_version
+        return self.get("model_version") or self.INITIAL_MODEL_VERSION
+
+    @model_version.setter
+    def model_version(self, value: str) -> None:
+        self.set("model_version", str(value))
+
+    def get_model_version(self) -> str:
+        """Alias of :attr:`model_version` for older scripts."""
+        return self.model_version
+
+    def set_model_version(self, value: str) -> None:
+        """Alias of ``self.model_version = value`` for older scripts."""
+        self.model_version = value
+
+    # ----------------------------------------------------------------- key/value cache
+    def _kv_path(self) -> Optional[Path]:
+        return Path(self.model_dir) / "kv.json" if self.model_dir else None
+
+    def _kv_read(self) -> Dict[str, str]:
+        if not hasattr(self, "_kv_memory"):
+            self._kv_memory: Dict[str, str] = {}
+        path = self._kv_path()
+        if path is None:
+            return self._kv_memory
+        try:
+            return json.loads(path.read_text(encoding="utf-8"))
+        except (FileNotFoundError, ValueError):
+            return {}
+
+    def get(self, key: str) -> Optional[str]:
+        """Read a value this project's model stored with :meth:`set` (None if absent)."""
+        return self._kv_read().get(key)
+
+    def has(self, key: str) -> bool:
+        """Whether :meth:`set` stored ``key`` for this project."""
+        return key in self._kv_read()
+
+    def set(self, key: str, value: str) -> None:
+        """Store a string value for this project; it persists across restarts and processes."""
+        if not isinstance(value, str):
+            raise ValueError(f"set({key!r}, ...) takes a str value, got {type(value).__name__}")
+        with _kv_lock:
+            data = dict(self._kv_read())
+            data[key] = value
+            path = self._kv_path()
+            if path is None:
+                self._kv_memory = data
+                return
+            path.parent.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".kv-", suffix=".tmp")
+            with os.fdopen(fd, "w", encoding="utf-8") as fh:
+                json.dump(data, fh)
+            os.replace(tmp, path)
+
+    # ----------------------------------------------------------------- helpers
+    def get_first_tag_occurence(
+        self, control_type: Any, object_type: Any, name_filter: Any = None, to_name_filter: Any = None
+    ) -> tuple:
+        """``(from_name, to_name, value)`` of the first control of ``control_type``."""
+        return _first_tag(self.parsed_label_config, control_type, object_type, name_filter, to_name_filter)
+
+    def build_label_map(self, tag_name: str, model_names: List[str]) -> Dict[str, str]:
+        """Map the model's class names to the config's labels of ``tag_name``."""
+        return _build_label_map(self.parsed_label_config, tag_name, model_names)
+
+    def get_local_path(self, url: str, task_id: Any = None, **kwargs: Any) -> str:
+        """Download (or locate) a task's media file and return a local path."""
+        from .utils import get_local_path
+
+        return get_local_path(
+            url, hostname=self.hostname, access_token=self.access_token, task_id=task_id, **kwargs
+        )
+
+    def process_event(self, event: str, data: Any, job_id: Any = None, additional_params: Any = None) -> Any:
+        """Old SDK entry point: call ``fit`` for training events."""
+        if event in self.TRAIN_EVENTS:
+            return self.fit(event, data, job_id=job_id, **(additional_params or {}))
+        return None
+
+
+# --------------------------------------------------------------------- runtime side
+@contextlib.contextmanager
+def construction(**values: Any) -> Iterator[None]:
+    """Provide constructor values to :class:`LabelStudioMLBase` for one construction."""
+    token = _construction.set(values)
+    try:
+        yield
+    finally:
+        _construction.reset(token)
+
+
+def _accepted_kwargs(func: Any, values: Dict[str, Any]) -> Dict[str, Any]:
+    """The subset of ``values`` that ``func`` accepts as keyword arguments."""
+    try:
+        params = inspect.signature(func).parameters
+    except (TypeError, ValueError):
+        return dict(values)
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
+        return dict(values)
+    names = {
+        n
+        for n, p in params.items()
+        if p.kind in (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
+    }
+    return {k: v for k, v in values.items() if k in names}
+
+
+def build_model(model_class: type, **values: Any) -> LabelStudioMLBase:
+    """Construct ``model_class`` passing only the keyword arguments its ``__init__`` accepts.
+
+    Everything in ``values`` also reaches the base constructor through the construction
+    context, so a subclass ``__init__`` with a narrow signature still gets a complete model.
+    """
+    public = {k: v for k, v in values.items() if k not in ("served_version", "workdir")}
+    kwargs = _accepted_kwargs(model_class.__init__, public)
+    with construction(**values):
+        model = model_class(**kwargs)
+    if values.get("served_version"):
+        model._served_version = values["served_version"]
+    if values.get("workdir") and not getattr(model, "workdir", None):
+        model.workdir = values["workdir"]
+    return model
+
+
+def fit_style(model_class: type) -> str:
+    """``"current"`` for ``fit(event, data, **kwargs)``, else ``"seed"`` (``fit(annotations)``)."""
+    fit = getattr(model_class, "fit", None)
+    if fit is None or fit is LabelStudioMLBase.fit:
+        return "none"
+    try:
+        params = [p for p in inspect.signature(fit).parameters.values() if p.name != "self"]
+    except (TypeError, ValueError):
+        return "seed"
+    positional = [
+        p
+        for p in params
+        if p.kind in (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+    ]
+    if positional and positional[0].name == "event":
+        return "current"
+    return "seed"
+
+
+def predict_takes_context(model_class: type) -> bool:
+    """Whether ``predict`` accepts ``context=`` (explicitly or through ``**kwargs``)."""
+    return bool(_accepted_kwargs(model_class.predict, {"context": None}))
+
+
+def accepted_kwargs(func: Any, values: Dict[str, Any]) -> Dict[str, Any]:
+    """Public wrapper of the signature filter, used by the runtime's call sites."""
+    return _accepted_kwargs(func, values)

@@ -1,0 +1,167 @@
+"""Prediction containers and the normaliser that turns whatever ``predict`` returns into wire format.
+
+Label Studio wants ``{"results": [one entry per task, in order]}`` where an entry is a prediction
+dict ``{"result": [...], "score": number|null, "model_version": str}`` or a list of them.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from typing import Any, Dict, List, Optional, Union
+
+
+class PredictionValue:
+    """One prediction for one task.
+
+    Args:
+        result: Region dicts (``from_name``, ``to_name``, ``type``, ``value``, ...).
+        score: Overall confidence, or None.
+        model_version: Ignored on the wire: the runtime stamps the served version.
+    """
+
+    def __init__(
+        self,
+        result: Optional[List[Any]] = None,
+        score: Optional[float] = 0.0,
+        model_version: Optional[str] = None,
+        **extra: Any,
+    ) -> None:
+        self.result = list(result or [])
+        self.score = score
+        self.model_version = model_version
+        self.extra = extra
+
+    def model_dump(self, **_: Any) -> Dict[str, Any]:
+        """The prediction as a plain dict."""
+        out = dict(self.extra)
+        out.update(result=self.result, score=self.score)
+        if self.model_version is not None:
+            out["model_version"] = self.model_version
+        return out
+
+    dict = model_dump  # pydantic v1 spelling used by some scripts
+
+    def __repr__(self) -> str:
+        return f"PredictionValue(result={self.result!r}, score={self.score!r})"
+
+
+class ModelResponse:
+    """What current-style ``predict`` returns: predictions plus an optional version."""
+
+    def __init__(
+        self, predictions: Optional[List[Any]] = None, model_version: Optional[str] = None, **_: Any
+    ) -> None:
+        self.predictions = list(predictions or [])
+        self.model_version = model_version
+
+    def has_model_version(self) -> bool:
+        return bool(self.model_version)
+
+    def set_version(self, version: str) -> None:
+        self.model_version = str(version)
+
+    def update_predictions_version(self) -> None:
+        """Kept for scripts written for the old SDK; the runtime stamps versions itself."""
+
+    def model_dump(self, **_: Any) -> Dict[str, Any]:
+        return {"predictions": self.predictions, "model_version": self.model_version}
+
+    dict = model_dump
+
+
+class PredictionError(ValueError):
+    """``predict`` returned something that cannot be sent to Label Studio."""
+
+
+def _plain(value: Any) -> Any:
+    """Turn PredictionValue/Region objects and numpy-like scalars into JSON-native values."""
+    if isinstance(value, (str, bool)) or value is None:
+        return value
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, int):
+        return value
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    dump = getattr(value, "model_dump", None)
+    if callable(dump):
+        return _plain(dump())
+    item = getattr(value, "item", None)  # numpy scalar
+    if callable(item):
+        return _plain(item())
+    tolist = getattr(value, "tolist", None)  # numpy array
+    if callable(tolist):
+        return _plain(tolist())
+    raise PredictionError(f"value of type {type(value).__name__} is not JSON serialisable")
+
+
+def _prediction(entry: Any, index: int) -> Dict[str, Any]:
+    if isinstance(entry, PredictionValue):
+        entry = entry.model_dump()
+    elif not isinstance(entry, dict):
+        dump = getattr(entry, "model_dump", None)
+        if not callable(dump):
+            raise PredictionError(
+                f"prediction {index} is a {type(entry).__name__}, expected a dict with 'result'"
+            )
+        entry = dump()
+    if "result" not in entry:
+        raise PredictionError(f"prediction {index} has no 'result' key")
+    if not isinstance(entry["result"], list):
+        raise PredictionError(f"prediction {index}: 'result' must be a list")
+    return entry
+
+
+def normalize_predictions(raw: Any, n_tasks: int) -> List[Union[Dict[str, Any], List[Any]]]:
+    """Return one entry per task: a prediction dict or a list of prediction dicts.
+
+    Raises:
+        PredictionError: the model returned the wrong number of predictions or bad values.
+    """
+    if isinstance(raw, ModelResponse):
+        raw = raw.predictions
+    elif isinstance(raw, dict) and isinstance(raw.get("predictions"), list):
+        raw = raw["predictions"]
+    elif isinstance(raw, dict) and isinstance(raw.get("results"), list):
+        raw = raw["results"]
+    if raw is None:
+        raise PredictionError("predict() returned None; return one prediction per task")
+    if not isinstance(raw, (list, tuple)):
+        raise PredictionError(f"predict() returned a {type(raw).__name__}, expected a list")
+    if len(raw) != n_tasks:
+        raise PredictionError(
+            f"predict() returned {len(raw)} predictions for {n_tasks} tasks; "
+            "return exactly one per task, in order (use {'result': []} for none)"
+        )
+    out: List[Union[Dict[str, Any], List[Any]]] = []
+    for i, entry in enumerate(raw):
+        if isinstance(entry, (list, tuple)):
+            preds = [_prediction(e, i) for e in entry]
+            out.append(preds if preds else {"result": [], "score": None})
+        else:
+            out.append(_prediction(entry, i))
+    return out
+
+
+def _json_default(value: Any) -> Any:
+    plain = _plain(value)
+    if plain is value:
+        raise TypeError(f"value of type {type(value).__name__} is not JSON serialisable")
+    return plain
+
+
+def dumps(payload: Any) -> str:
+    """Serialise a response: numpy values and prediction objects become JSON-native, NaN null.
+
+    Raises:
+        PredictionError: a value cannot be represented in JSON.
+    """
+    try:
+        return json.dumps(payload, default=_json_default, allow_nan=False, separators=(",", ":"))
+    except ValueError:  # NaN or infinity somewhere: rare, so clean the whole payload
+        return json.dumps(_plain(payload), allow_nan=False, separators=(",", ":"))
+    except TypeError as exc:
+        raise PredictionError(str(exc)) from None

@@ -1,0 +1,127 @@
+"""Configuration from the environment, parsed and validated once.
+
+Every variable the runtime reads is named in :data:`ENV_VARS`; ``docs/runtime.md`` and the
+generated ``.env.example`` list the same set (a test compares them).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import re
+from typing import Mapping, Optional, Tuple
+from urllib.parse import urlparse
+
+# name -> (default, description). The order is the documentation order.
+ENV_VARS = {
+    "MODEL_DIR": ("./data/models", "model store: versions, training status (shared by all processes)"),
+    "REDIS_URL": ("", "set to run training on RQ workers (production mode)"),
+    "REDIS_HOST": ("", "old spelling: builds REDIS_URL with REDIS_PORT when REDIS_URL is unset"),
+    "REDIS_PORT": ("6379", "old spelling, with REDIS_HOST"),
+    "RQ_QUEUE_NAME": ("default", "RQ queue of training jobs"),
+    "RQ_JOB_TIMEOUT": ("86400", "seconds a training job may run"),
+    "BASIC_AUTH_USER": ("", "HTTP Basic user (set both or neither)"),
+    "BASIC_AUTH_PASS": ("", "HTTP Basic password"),
+    "LABEL_STUDIO_URL": ("", "Label Studio base URL, to fetch annotations and media"),
+    "LABEL_STUDIO_API_KEY": ("", "Label Studio legacy token or personal access token"),
+    "LOG_LEVEL": ("INFO", "DEBUG, INFO, WARNING or ERROR"),
+    "MAX_REQUEST_MB": ("100", "largest accepted request body, in MiB"),
+}
+
+_LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+
+
+class SettingsError(ValueError):
+    """An environment variable has a value the runtime cannot use."""
+
+
+def _get(env: Mapping[str, str], name: str, *aliases: str) -> str:
+    for key in (name, *aliases):
+        value = env.get(key, "").strip()
+        if value:
+            return value
+    return ENV_VARS[name][0] if name in ENV_VARS else ""
+
+
+def _positive_int(env: Mapping[str, str], name: str) -> int:
+    raw = _get(env, name)
+    try:
+        value = int(raw)
+    except ValueError:
+        value = 0
+    if value <= 0:
+        raise SettingsError(f"{name}={raw!r} is not valid: use a positive whole number (e.g. 3600)")
+    return value
+
+
+def _url(name: str, value: str, schemes: Tuple[str, ...]) -> str:
+    parsed = urlparse(value)
+    if parsed.scheme not in schemes or not parsed.hostname:
+        raise SettingsError(f"{name}={value!r} is not valid: use a URL like {schemes[0]}://host:port")
+    return value.rstrip("/")
+
+
+@dataclasses.dataclass(frozen=True)
+class Settings:
+    """Runtime configuration. Build it with :meth:`from_env`, or directly in tests."""
+
+    model_dir: str = "./data/models"
+    redis_url: Optional[str] = None
+    rq_queue_name: str = "default"
+    rq_job_timeout: int = 86400
+    basic_auth_user: Optional[str] = None
+    basic_auth_pass: Optional[str] = None
+    label_studio_url: Optional[str] = None
+    label_studio_api_key: Optional[str] = dataclasses.field(default=None, repr=False)
+    log_level: str = "INFO"
+    max_request_bytes: int = 100 * 1024 * 1024
+
+    @property
+    def production(self) -> bool:
+        """True when training runs on RQ workers (``REDIS_URL`` set)."""
+        return bool(self.redis_url)
+
+    @property
+    def basic_auth(self) -> bool:
+        return bool(self.basic_auth_user)
+
+    @classmethod
+    def from_env(cls, env: Optional[Mapping[str, str]] = None) -> Settings:
+        """Read every variable once; raise :class:`SettingsError` naming a bad one."""
+        env = os.environ if env is None else env
+        redis_url = _get(env, "REDIS_URL")
+        if redis_url:
+            redis_url = _url("REDIS_URL", redis_url, ("redis", "rediss", "unix"))
+        elif _get(env, "REDIS_HOST"):
+            host = _get(env, "REDIS_HOST")
+            port = _get(env, "REDIS_PORT")
+            if not port.isdigit():
+                raise SettingsError(f"REDIS_PORT={port!r} is not valid: use a port number")
+            redis_url = f"redis://{host}:{port}/0"
+        user, password = _get(env, "BASIC_AUTH_USER"), _get(env, "BASIC_AUTH_PASS")
+        if bool(user) != bool(password):
+            missing = "BASIC_AUTH_PASS" if user else "BASIC_AUTH_USER"
+            raise SettingsError(
+                f"{missing} is not set: set both BASIC_AUTH_USER and BASIC_AUTH_PASS, or neither"
+            )
+        ls_url = _get(env, "LABEL_STUDIO_URL", "LABEL_STUDIO_HOST")
+        if ls_url:
+            ls_url = _url("LABEL_STUDIO_URL", ls_url, ("http", "https"))
+        level = _get(env, "LOG_LEVEL").upper()
+        if level not in _LOG_LEVELS:
+            raise SettingsError(f"LOG_LEVEL={level!r} is not valid: use one of " + ", ".join(_LOG_LEVELS[:4]))
+        queue = _get(env, "RQ_QUEUE_NAME")
+        if not re.fullmatch(r"[A-Za-z0-9_.-]{1,100}", queue):
+            raise SettingsError(f"RQ_QUEUE_NAME={queue!r} is not valid: use letters, digits, '.', '_' or '-'")
+        return cls(
+            model_dir=_get(env, "MODEL_DIR"),
+            redis_url=redis_url or None,
+            rq_queue_name=queue,
+            rq_job_timeout=_positive_int(env, "RQ_JOB_TIMEOUT"),
+            basic_auth_user=user or None,
+            basic_auth_pass=password or None,
+            label_studio_url=ls_url or None,
+            label_studio_api_key=_get(env, "LABEL_STUDIO_API_KEY", "LABEL_STUDIO_ACCESS_TOKEN") or None,
+            log_level=level,
+            max_request_bytes=_positive_int(env, "MAX_REQUEST_MB") * 1024 * 1024,
+        )

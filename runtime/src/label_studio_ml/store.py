@@ -1,0 +1,206 @@
+"""Model versions on disk, shared by every API process and training worker.
+
+Layout (``MODEL_DIR/<project>/``)::
+
+    versions/v3-20261127023015/       fit's workdir and artefacts
+        train_output.json              written last: a version without it is incomplete
+        meta.json
+    LATEST                             id of the newest good version
+    status.json                        the last training job
+    kv.json                            the current-style get/set cache
+    label_config.xml                   the last labeling config seen
+
+Writes go to a temporary file and are renamed into place, so a reader never sees half a file,
+and ``LATEST`` only ever names a complete version.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+import re
+import shutil
+import tempfile
+import time
+from pathlib import Path
+from typing import Any, Dict, Iterator, List, Optional, Tuple
+
+PROJECT_ID_RE = re.compile(r"[A-Za-z0-9_-]{1,64}")
+VERSION_RE = re.compile(r"v(\d{1,9})-(\d{14})")
+
+
+class StoreError(ValueError):
+    """A project id or version that cannot name a directory of the store."""
+
+
+def check_project_id(project_id: str) -> str:
+    if not isinstance(project_id, str) or not PROJECT_ID_RE.fullmatch(project_id):
+        raise StoreError(
+            f"project {project_id!r} is not a valid project id: use up to 64 letters, digits, "
+            "'_' or '-' (Label Studio sends '<id>.<timestamp>')"
+        )
+    return project_id
+
+
+def check_version(version: str) -> str:
+    if not isinstance(version, str) or not VERSION_RE.fullmatch(version):
+        raise StoreError(f"version {version!r} is not a version of this store (e.g. v3-20261127023015)")
+    return version
+
+
+def _version_number(name: str) -> int:
+    match = VERSION_RE.fullmatch(name)
+    return int(match.group(1)) if match else -1
+
+
+def write_atomic(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` through a temporary file and a rename."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}-", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+
+
+class ModelStore:
+    """The model store rooted at ``MODEL_DIR``."""
+
+    def __init__(self, root: str | os.PathLike[str]) -> None:
+        self.root = Path(root).resolve()
+        self._latest_cache: Dict[str, Tuple[int, Optional[str]]] = {}
+
+    # ------------------------------------------------------------------ paths
+    def project_dir(self, project_id: str) -> Path:
+        return self.root / check_project_id(project_id)
+
+    def version_dir(self, project_id: str, version: str) -> Path:
+        return self.project_dir(project_id) / "versions" / check_version(version)
+
+    def has_project(self, project_id: str) -> bool:
+        return self.project_dir(project_id).is_dir()
+
+    def ensure_project(self, project_id: str) -> Path:
+        path = self.project_dir(project_id)
+        path.mkdir(parents=True, exist_ok=True)
+        return path
+
+    def projects(self) -> List[str]:
+        if not self.root.is_dir():
+            return []
+        return sorted(p.name for p in self.root.iterdir() if p.is_dir() and PROJECT_ID_RE.fullmatch(p.name))
+
+    @contextlib.contextmanager
+    def _locked(self, project_id: str) -> Iterator[None]:
+        path = self.ensure_project(project_id) / ".lock"
+        with open(path, "a+") as fh:
+            fcntl.flock(fh, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(fh, fcntl.LOCK_UN)
+
+    # ------------------------------------------------------------------ versions
+    def latest(self, project_id: str) -> Optional[str]:
+        """The newest good version, or None before any training. Cheap: one stat per call."""
+        path = self.project_dir(project_id) / "LATEST"
+        try:
+            mtime = path.stat().st_mtime_ns
+        except FileNotFoundError:
+            return None
+        cached = self._latest_cache.get(project_id)
+        if cached and cached[0] == mtime:
+            return cached[1]
+        try:
+            version = path.read_text(encoding="utf-8").strip() or None
+        except FileNotFoundError:
+            return None
+        self._latest_cache[project_id] = (mtime, version)
+        return version
+
+    def versions(self, project_id: str) -> List[str]:
+        """Complete versions of a project, oldest first."""
+        base = self.project_dir(project_id) / "versions"
+        if not base.is_dir():
+            return []
+        names = [
+            p.name
+            for p in base.iterdir()
+            if VERSION_RE.fullmatch(p.name) and (p / "train_output.json").is_file()
+        ]
+        return sorted(names, key=_version_number)
+
+    def train_output(self, project_id: str, version: Optional[str]) -> Dict[str, Any]:
+        if not version:
+            return {}
+        path = self.version_dir(project_id, version) / "train_output.json"
+        return json.loads(path.read_text(encoding="utf-8"))
+
+    def new_version(self, project_id: str) -> Tuple[str, Path]:
+        """Reserve the next version id and create its (not yet visible) directory."""
+        with self._locked(project_id):
+            base = self.project_dir(project_id) / "versions"
+            base.mkdir(parents=True, exist_ok=True)
+            numbers = [_version_number(p.name) for p in base.iterdir()]
+            number = max([0, *numbers]) + 1
+            version = f"v{number}-{time.strftime('%Y%m%d%H%M%S', time.gmtime())}"
+            path = base / version
+            path.mkdir()
+            return version, path
+
+    def commit_version(
+        self, project_id: str, version: str, train_output: Dict[str, Any], meta: Dict[str, Any]
+    ) -> None:
+        """Make a version visible: its files first, then ``LATEST``."""
+        path = self.version_dir(project_id, version)
+        write_atomic(path / "meta.json", json.dumps(meta, indent=2, default=str))
+        write_atomic(path / "train_output.json", json.dumps(train_output, indent=2, default=str))
+        with self._locked(project_id):
+            current = self.latest(project_id)
+            if current is None or _version_number(version) > _version_number(current):
+                write_atomic(self.project_dir(project_id) / "LATEST", version + "\n")
+
+    def discard_version(self, project_id: str, version: str) -> None:
+        shutil.rmtree(self.version_dir(project_id, version), ignore_errors=True)
+
+    # ------------------------------------------------------------------ small JSON files
+    def read_json(self, project_id: str, name: str) -> Dict[str, Any]:
+        try:
+            return json.loads((self.project_dir(project_id) / name).read_text(encoding="utf-8"))
+        except (FileNotFoundError, ValueError):
+            return {}
+
+    def write_json(self, project_id: str, name: str, data: Dict[str, Any]) -> None:
+        write_atomic(self.ensure_project(project_id) / name, json.dumps(data, indent=2, default=str))
+
+    def status(self, project_id: str) -> Dict[str, Any]:
+        return self.read_json(project_id, "status.json")
+
+    def update_status(self, project_id: str, **fields: Any) -> Dict[str, Any]:
+        """Merge ``fields`` into the project's training status."""
+        with self._locked(project_id):
+            data = self.status(project_id)
+            data.update(fields)
+            self.write_json(project_id, "status.json", data)
+            return data
+
+    def save_label_config(self, project_id: str, config: str) -> None:
+        path = self.ensure_project(project_id) / "label_config.xml"
+        try:
+            if path.read_text(encoding="utf-8") == config:
+                return
+        except FileNotFoundError:
+            pass
+        write_atomic(path, config)
+
+    def label_config(self, project_id: str) -> Optional[str]:
+        try:
+            return (self.project_dir(project_id) / "label_config.xml").read_text(encoding="utf-8")
+        except FileNotFoundError:
+            return None

@@ -1,0 +1,139 @@
+"""Fixtures for the runtime tests: model scripts on disk, apps, and live HTTP servers."""
+
+from __future__ import annotations
+
+import importlib
+import sys
+import textwrap
+import threading
+import uuid
+from pathlib import Path
+from typing import Iterator
+
+import pytest
+import requests
+from label_studio_ml.api import create_app
+from label_studio_ml.settings import Settings
+from werkzeug.serving import make_server
+
+SEED_CONFIG = (
+    '<View><Image name="image" value="$image"/>'
+    '<Choices name="choice" toName="image" showInLine="true">'
+    '<Choice value="Boeing" background="blue"/><Choice value="Airbus" background="green"/>'
+    "</Choices></View>"
+)
+
+# The seed tutorial's model, verbatim apart from indentation.
+SEED_MODEL = '''
+from label_studio_ml.model import LabelStudioMLBase
+
+
+class DummyModel(LabelStudioMLBase):
+
+    def __init__(self, **kwargs):
+        # don't forget to call base class constructor
+        super(DummyModel, self).__init__(**kwargs)
+
+        # you can preinitialize variables with keys needed to extract info from tasks and annotations and form predictions
+        from_name, schema = list(self.parsed_label_config.items())[0]
+        self.from_name = from_name
+        self.to_name = schema['to_name'][0]
+        self.labels = schema['labels']
+
+    def predict(self, tasks, **kwargs):
+        """ This is where inference happens: model returns
+            the list of predictions based on input list of tasks
+        """
+        predictions = []
+        for task in tasks:
+            predictions.append({
+                'score': 0.987,  # prediction overall score, visible in the data manager columns
+                'model_version': 'delorean-20151021',  # all predictions will be differentiated by model version
+                'result': [{
+                    'from_name': self.from_name,
+                    'to_name': self.to_name,
+                    'type': 'choices',
+                    'score': 0.5,  # per-region score, visible in the editor
+                    'value': {
+                        'choices': [self.labels[0]]
+                    }
+                }]
+            })
+        return predictions
+
+    def fit(self, annotations, **kwargs):
+        """ This is where training happens: train your model given list of annotations,
+            then returns dict with created links and resources
+        """
+        return {'path/to/created/model': 'my/model.bin'}
+'''
+
+
+def write_module(directory: Path, source: str, name: str | None = None) -> str:
+    """Write ``source`` as an importable module in ``directory``; return its name."""
+    name = name or f"lsml_test_model_{uuid.uuid4().hex[:10]}"
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / f"{name}.py").write_text(textwrap.dedent(source), encoding="utf-8")
+    if str(directory) not in sys.path:
+        sys.path.insert(0, str(directory))
+    importlib.invalidate_caches()
+    return name
+
+
+def load_class(directory: Path, source: str, class_name: str, name: str | None = None) -> type:
+    module = importlib.import_module(write_module(directory, source, name))
+    return getattr(module, class_name)
+
+
+class LiveServer:
+    """A real HTTP server on 127.0.0.1 serving a Flask app from a thread."""
+
+    def __init__(self, app) -> None:
+        self.app = app
+        self.server = make_server("127.0.0.1", 0, app, threaded=True)
+        self.url = f"http://127.0.0.1:{self.server.server_port}"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+        self.http = requests.Session()
+
+    def get(self, path: str, **kw):
+        kw.setdefault("timeout", 10)
+        return self.http.get(self.url + path, **kw)
+
+    def post(self, path: str, **kw):
+        kw.setdefault("timeout", 10)
+        return self.http.post(self.url + path, **kw)
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.thread.join(5)
+        self.http.close()
+
+
+@pytest.fixture
+def models_dir(tmp_path: Path) -> Path:
+    return tmp_path / "models"
+
+
+@pytest.fixture
+def seed_class(tmp_path: Path) -> type:
+    return load_class(tmp_path / "src", SEED_MODEL, "DummyModel")
+
+
+@pytest.fixture
+def serve(models_dir: Path) -> Iterator:
+    """``serve(ModelClass, **settings)`` → a started :class:`LiveServer`."""
+    servers = []
+
+    def start(model_class: type, **overrides) -> LiveServer:
+        settings = Settings(model_dir=str(models_dir), **overrides)
+        server = LiveServer(create_app(model_class, settings))
+        servers.append(server)
+        return server
+
+    yield start
+    for server in servers:
+        trainer = server.app.extensions["lsml"].trainer
+        if hasattr(trainer, "wait_idle"):
+            trainer.wait_idle(10)
+        server.close()

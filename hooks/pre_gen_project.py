@@ -149,10 +149,19 @@ def is_rerun(ctx: dict) -> bool:
 
 
 def runtime_src(ctx: dict) -> Path | None:
-    """The template's own runtime source (<template repo>/runtime/src), when there is one."""
-    repo = ctx.get("_repo_dir") or ctx.get("_template")
-    if repo:
-        src = Path(repo).expanduser().resolve() / "runtime" / "src"
+    """The template's own runtime source (<template repo>/runtime/src), when there is one.
+
+    None: import against whatever label_studio_ml the interpreter has installed.
+    """
+    candidates = [
+        Path(repo).expanduser().resolve() / "runtime" / "src"
+        for repo in (ctx.get("_repo_dir"), ctx.get("_template"))
+        if repo
+    ]
+    # label-studio-ml init says where its own package lives (a template bundled in a wheel).
+    if os.environ.get("LSML_RUNTIME_SRC"):
+        candidates.append(Path(os.environ["LSML_RUNTIME_SRC"]))
+    for src in candidates:
         if (src / "label_studio_ml").is_dir():
             return src
     return None

@@ -1,0 +1,228 @@
+"""Every supported set of answers bakes a complete, lint-clean, parseable backend."""
+
+import ast
+import configparser
+import json
+import sys
+import tomllib
+
+import pytest
+import yaml
+from supervisor.options import ServerOptions
+
+SPECIAL = 'He said "hi" & it\'s a back\\slash: caf\u00e9 \u2713 {x} %(y)s $z'
+
+# Each case: an id, the answers (on top of default_context) and whether a script is used.
+SUPPORTED = [
+    pytest.param({}, id="default"),
+    pytest.param({"python_version": "3.11"}, id="py311"),
+    pytest.param({"python_version": "3.13", "port": "8080"}, id="py313-port8080"),
+    pytest.param({"backend_name": "my-backend-2"}, id="dashed-name"),
+    pytest.param({"model_class": "FlightClassifier"}, id="example-class-name"),
+    pytest.param({"description": SPECIAL}, id="special-description"),
+    pytest.param({"script": "SEED"}, id="seed-script"),
+    pytest.param({"script": "SEED:DummyModel"}, id="seed-script-with-class"),
+    pytest.param({"script": "SEED", "model_class": "DummyModel"}, id="seed-script-model-class"),
+]
+
+FILES = {
+    ".dockerignore",
+    ".env.example",
+    ".gitattributes",
+    ".gitignore",
+    "Dockerfile",
+    "README.md",
+    "data/.gitkeep",
+    "docker-compose.yml",
+    "logs/.gitkeep",
+    "model.py",
+    "pyproject.toml",
+    "requirements-test.txt",
+    "requirements.txt",
+    "rq_settings.py",
+    "supervisord.conf",
+    "tests/conftest.py",
+    "tests/label_config.xml",
+    "tests/test_api.py",
+    "tests/test_example_model.py",
+    "tests/test_server.py",
+    "uwsgi.ini",
+    "wsgi.py",
+}
+EXAMPLE_ONLY = {"tests/test_example_model.py"}
+
+
+def answers_for(case, seed_script):
+    return {
+        key: value.replace("SEED", str(seed_script)) if key == "script" else value
+        for key, value in case.items()
+    }
+
+
+def file_set(root):
+    return {p.relative_to(root).as_posix() for p in root.rglob("*") if p.is_file()}
+
+
+@pytest.fixture(params=SUPPORTED)
+def baked(request, bake, seed_script):
+    """(answers, project path) of a successful bake."""
+    answers = answers_for(request.param, seed_script)
+    result = bake(**answers)
+    assert result.exit_code == 0, result.exception
+    assert result.exception is None
+    assert result.project_path.name == answers.get("backend_name", "my_ml_backend")
+    return answers, result.project_path
+
+
+def test_exact_file_set(baked):
+    answers, root = baked
+    expected = FILES - EXAMPLE_ONLY if answers.get("script") else FILES
+    assert file_set(root) == expected
+
+
+def test_no_unrendered_jinja(baked):
+    _, root = baked
+    for path in root.rglob("*"):
+        if path.is_file():
+            text = path.read_text(encoding="utf-8")
+            for mark in ("{{", "{%", "{#"):
+                assert mark not in text, f"{path.relative_to(root)} contains {mark}"
+
+
+def test_files_use_lf_line_endings(baked):
+    _, root = baked
+    for path in root.rglob("*"):
+        if path.is_file():
+            assert b"\r\n" not in path.read_bytes(), path
+
+
+def test_python_files_parse(baked):
+    _, root = baked
+    for path in root.rglob("*.py"):
+        ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
+
+
+def test_wsgi_wires_the_model_class(baked):
+    answers, root = baked
+    wsgi = (root / "wsgi.py").read_text(encoding="utf-8")
+    if answers.get("script"):
+        expected = "DummyModel"
+    else:
+        expected = answers.get("model_class") or "NewModel"
+        assert f"class {expected}(LabelStudioMLBase)" in (root / "model.py").read_text()
+    assert f"from model import {expected}\n" in wsgi
+    assert f"return create_app({expected}, model_kwargs=model_kwargs)" in wsgi
+    assert "app = make_app()" in wsgi
+
+
+def test_script_is_installed_verbatim(baked, seed_script):
+    answers, root = baked
+    if not answers.get("script"):
+        pytest.skip("no script")
+    assert (root / "model.py").read_bytes() == seed_script.read_bytes()
+
+
+def test_config_files_parse_and_keep_the_description(baked):
+    answers, root = baked
+    description = answers.get("description", "A Label Studio ML backend")
+    port = answers.get("port", "9090")
+    pyproject = tomllib.loads((root / "pyproject.toml").read_text(encoding="utf-8"))
+    assert pyproject["project"]["description"] == description
+    assert pyproject["tool"]["cruft"]["skip"][0] == "model.py"
+    compose = yaml.safe_load((root / "docker-compose.yml").read_text(encoding="utf-8"))
+    backend = compose["services"]["backend"]
+    assert backend["labels"]["org.opencontainers.image.description"] == description
+    assert backend["ports"] == [f"${{PORT:-{port}}}:{port}"]
+    assert backend["environment"]["REDIS_URL"] == "redis://redis:6379/0"
+    assert compose["services"]["redis"]["healthcheck"]
+    uwsgi = configparser.ConfigParser(interpolation=None, strict=False)
+    uwsgi.read(root / "uwsgi.ini")
+    assert uwsgi["uwsgi"]["module"] == "wsgi:app"
+    assert description in (root / "README.md").read_text(encoding="utf-8")
+
+
+def test_requirements_pin_the_runtime(baked, runtime_requirement):
+    _, root = baked
+    lines = (root / "requirements.txt").read_text().splitlines()
+    assert lines[0] == runtime_requirement
+    assert any(line.lower().startswith("uwsgi") for line in lines)
+    assert any(line.startswith("supervisor") for line in lines)
+
+
+def test_ruff_clean(baked, run, tool):
+    answers, root = baked
+    # A user's script is theirs: it is linted by their rules, not ours.
+    extra = ["--extend-exclude", "model.py"] if answers.get("script") else []
+    run([tool("ruff"), "check", "--no-cache", *extra, "."], cwd=root)
+    run([tool("ruff"), "format", "--check", "--no-cache", *extra, "."], cwd=root)
+
+
+def test_dockerfile_passes_hadolint(baked, run, tool):
+    answers, root = baked
+    run([tool("hadolint"), "Dockerfile"], cwd=root)
+    dockerfile = (root / "Dockerfile").read_text()
+    version = answers.get("python_version", "3.12")
+    assert f"ARG PYTHON_VERSION={version}\n" in dockerfile
+    assert "HEALTHCHECK" in dockerfile and "USER 1000" in dockerfile
+
+
+def test_compose_file_validates(baked, run, tool):
+    _, root = baked
+    run(
+        [tool("check-jsonschema"), "--builtin-schema", "vendor.compose-spec", "docker-compose.yml"],
+        cwd=root,
+    )
+
+
+def test_supervisord_conf_loads(baked):
+    _, root = baked
+    options = ServerOptions()
+    options.realize(args=["-c", str(root / "supervisord.conf")])
+    programs = {
+        p.name: p for group in options.process_group_configs for p in group.process_configs
+    }
+    assert set(programs) == {"uwsgi", "rq"}
+    assert programs["uwsgi"].command == "uwsgi --ini uwsgi.ini"
+    assert programs["rq"].command == "label-studio-ml worker ."
+    for name, program in programs.items():
+        assert program.directory == str(root)
+        assert program.stdout_logfile == str(root / "logs" / f"{name}.log")
+        assert program.autorestart and program.stopasgroup and program.killasgroup
+    assert options.nodaemon
+
+
+def test_env_example_lists_every_variable(baked):
+    _, root = baked
+    names = {
+        line.split("=", 1)[0]
+        for line in (root / ".env.example").read_text().splitlines()
+        if line and not line.startswith("#")
+    }
+    assert names == {
+        "PORT",
+        "MODEL_DIR",
+        "REDIS_URL",
+        "REDIS_HOST",
+        "REDIS_PORT",
+        "RQ_QUEUE_NAME",
+        "RQ_JOB_TIMEOUT",
+        "BASIC_AUTH_USER",
+        "BASIC_AUTH_PASS",
+        "LABEL_STUDIO_URL",
+        "LABEL_STUDIO_API_KEY",
+        "LOG_LEVEL",
+    }
+
+
+def test_cookiecutter_json_is_ascii(template_dir):
+    raw = (template_dir / "cookiecutter.json").read_bytes()
+    raw.decode("ascii")
+    data = json.loads(raw)
+    assert data["python_version"] == ["3.12", "3.11", "3.13"]
+    assert data["_new_lines"] == "\n"
+
+
+def test_hooks_are_valid_python_before_rendering(template_dir):
+    for hook in (template_dir / "hooks").glob("*.py"):
+        compile(hook.read_text(), str(hook), "exec")
+    assert sys.version_info >= (3, 9)

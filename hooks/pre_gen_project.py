@@ -99,9 +99,7 @@ def validate_answers(ctx: dict) -> None:
         raise fail("port", port, "is not a TCP port", "Use a number from 1 to 65535 (e.g. 9090)")
     version = str(ctx.get("python_version", ""))
     if version not in PYTHON_VERSIONS:
-        raise fail(
-            "python_version", version, "is not supported", f"Use one of {', '.join(PYTHON_VERSIONS)}"
-        )
+        raise fail("python_version", version, "is not supported", f"Use one of {', '.join(PYTHON_VERSIONS)}")
 
 
 def split_script(value: str) -> tuple[str, str]:
@@ -231,9 +229,7 @@ def import_classes(script: Path, ctx: dict) -> list[str] | None:
             f"imports something the runtime does not provide ({out['error']})",
             "Import LabelStudioMLBase from label_studio_ml.model",
         )
-    raise fail(
-        "script", str(script), f"raised {out['error']} on import", "Fix the script and run again"
-    )
+    raise fail("script", str(script), f"raised {out['error']} on import", "Fix the script and run again")
 
 
 def label_config_of(tree: ast.Module) -> str | None:

@@ -4,9 +4,9 @@ import ast
 import configparser
 import json
 import sys
-import tomllib
 
 import pytest
+import tomllib
 import yaml
 from supervisor.options import ServerOptions
 
@@ -178,9 +178,7 @@ def test_supervisord_conf_loads(baked):
     _, root = baked
     options = ServerOptions()
     options.realize(args=["-c", str(root / "supervisord.conf")])
-    programs = {
-        p.name: p for group in options.process_group_configs for p in group.process_configs
-    }
+    programs = {p.name: p for group in options.process_group_configs for p in group.process_configs}
     assert set(programs) == {"uwsgi", "rq"}
     assert programs["uwsgi"].command == "uwsgi --ini uwsgi.ini"
     assert programs["rq"].command == "label-studio-ml worker ."

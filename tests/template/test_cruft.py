@@ -1,0 +1,62 @@
+"""cruft creates, checks and updates a backend from the committed template."""
+
+import json
+import shutil
+import subprocess
+
+import pytest
+
+TEMPLATE_PARTS = ["cookiecutter.json", "hooks", "{{cookiecutter.backend_name}}"]
+
+
+def git(*args, cwd):
+    subprocess.run(
+        ["git", "-c", "user.name=t", "-c", "user.email=t@example.com", *args],
+        cwd=cwd,
+        check=True,
+        capture_output=True,
+    )
+
+
+@pytest.fixture
+def template_repo(tmp_path, template_dir):
+    """A git repository holding the template as it is in the working tree (uncommitted too)."""
+    if shutil.which("git") is None:
+        pytest.skip("git is not installed")
+    repo = tmp_path / "template"
+    repo.mkdir()
+    for part in TEMPLATE_PARTS:
+        source = template_dir / part
+        if source.is_dir():
+            shutil.copytree(source, repo / part, ignore=shutil.ignore_patterns("__pycache__"))
+        else:
+            shutil.copy2(source, repo / part)
+    git("init", "-q", cwd=repo)
+    git("add", "-A", cwd=repo)
+    git("commit", "-q", "-m", "template", cwd=repo)
+    return repo
+
+
+def test_cruft_create_check_and_update_keep_model_py(template_repo, tmp_path, tool, run, runtime_requirement):
+    out = tmp_path / "out"
+    out.mkdir()
+    extra = json.dumps({"backend_name": "cruft_backend", "_runtime_requirement": runtime_requirement})
+    run([tool("cruft"), "create", str(template_repo), "--no-input", "--extra-context", extra], cwd=out)
+    project = out / "cruft_backend"
+    assert (project / ".cruft.json").is_file()
+    assert (project / "model.py").is_file() and not (project / "example_model.py").exists()
+    run([tool("cruft"), "check"], cwd=project)
+
+    # The user edits the model and commits; the template moves on.
+    git("init", "-q", cwd=project)
+    (project / "model.py").write_text("# my own model\n" + (project / "model.py").read_text())
+    git("add", "-A", cwd=project)
+    git("commit", "-q", "-m", "generated", cwd=project)
+    readme = template_repo / "{{cookiecutter.backend_name}}" / "README.md"
+    readme.write_text(readme.read_text() + "\nA template improvement.\n")
+    git("commit", "-q", "-am", "improve README", cwd=template_repo)
+
+    run([tool("cruft"), "update", "--skip-apply-ask", "--allow-untracked-files"], cwd=project)
+    assert "A template improvement." in (project / "README.md").read_text()
+    assert (project / "model.py").read_text().startswith("# my own model\n")
+    run([tool("cruft"), "check"], cwd=project)

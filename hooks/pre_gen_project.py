@@ -167,13 +167,17 @@ def runtime_src(ctx: dict) -> Path | None:
 
 def ast_classes(tree: ast.Module) -> list[str]:
     """Top-level classes whose bases name LabelStudioMLBase (directly or via a local class)."""
+    bases = {BASE_CLASS}  # plus the names it is imported as
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom):
+            bases.update(a.asname for a in node.names if a.name == BASE_CLASS and a.asname)
     found: list[str] = []
     for node in tree.body:
         if not isinstance(node, ast.ClassDef):
             continue
         for base in node.bases:
             name = base.attr if isinstance(base, ast.Attribute) else getattr(base, "id", "")
-            if name == BASE_CLASS or name in found:
+            if name in bases or name in found:
                 found.append(node.name)
                 break
     return found
@@ -266,6 +270,8 @@ def inspect_script(raw: str, ctx: dict) -> dict:
     if not script.exists():
         if is_rerun(ctx):
             warn(f"script {str(script)!r} no longer exists; keeping the existing model.py.")
+            if Path("model.py").is_file():
+                return keep_existing_model(ctx)
             return {"script": "", "keep_model": True, "model_class": wanted}
         raise fail(
             "script",
@@ -325,14 +331,18 @@ def inspect_script(raw: str, ctx: dict) -> dict:
     }
 
 
+def keep_existing_model(ctx: dict) -> dict:
+    """Regenerating over an existing project (init --force): keep and re-inspect its model.py."""
+    return {**inspect_script(str(Path("model.py").resolve()), ctx), "keep_model": True}
+
+
 def plan(ctx: dict) -> dict:
     validate_answers(ctx)
     raw = str(ctx.get("script", "")).strip()
     if raw:
         return inspect_script(raw, ctx)
     if Path("model.py").is_file():
-        # Regenerating over an existing project (init --force): keep the user's model.
-        return inspect_script(str(Path("model.py").resolve()), ctx) | {"keep_model": True}
+        return keep_existing_model(ctx)
     return {"script": "", "keep_model": False, "model_class": ctx.get("model_class") or EXAMPLE_CLASS}
 
 

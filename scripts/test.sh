@@ -5,4 +5,5 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/bootstrap.sh
 bash scripts/ensure_redis.sh
+bash scripts/setup_labelstudio.sh  # Label Studio 1.23.2 for tests/labelstudio, cached outside the clone
 exec .venv/bin/python -m pytest "$@"

@@ -177,8 +177,11 @@ class LabelStudio:
         )
 
     # ML connections
-    def connect(self, project_id: int, url: str, title: str, **fields: Any) -> Dict[str, Any]:
-        return self.call("POST", "/api/ml", json={"project": project_id, "url": url, "title": title, **fields})
+    def connect(self, project_id: int, url: str, title: str, extra_logs: Callable[[], str] = lambda: "",
+                **fields: Any) -> Dict[str, Any]:
+        """POST /api/ml: what "Connect Model" in the project's Model settings does."""
+        return self.call("POST", "/api/ml", json={"project": project_id, "url": url, "title": title, **fields},
+                         extra_logs=extra_logs)
 
     def ml(self, ml_id: int, **kwargs: Any) -> Dict[str, Any]:
         """GET /api/ml/{id}: Label Studio re-checks the backend (/health, /setup) on every view."""
@@ -269,7 +272,8 @@ class Backend:
         return "\n".join(out)
 
     def get(self, path: str, **kwargs: Any) -> requests.Response:
-        return requests.get(self.url + path, auth=self.auth, timeout=10, **kwargs)
+        kwargs.setdefault("auth", self.auth)
+        return requests.get(self.url + path, timeout=10, **kwargs)
 
     def training(self, project_id: int) -> Dict[str, Any]:
         resp = self.get("/training", params={"project": project_id})

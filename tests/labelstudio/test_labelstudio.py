@@ -211,6 +211,7 @@ def test_training_cycle(mode, label_studio, baked, serve, project_title, helpers
     assert trained in listed["versions"], f"{listed} lacks {trained}\n{backend.logs()}"
     assert set(own) <= set(listed["versions"]), (listed, own)
     assert "message" not in listed, listed  # LS's "Upgrade your ML backend" fallback
+    print(f"{mode}: initial {initial}, after annotations {before}, trained {trained}, listed {listed}")
 
 
 def test_personal_access_token(label_studio, baked, serve, project_title, helpers):

@@ -126,7 +126,8 @@ def serve(models_dir: Path) -> Iterator:
     servers = []
 
     def start(model_class: type, **overrides) -> LiveServer:
-        settings = Settings(model_dir=str(models_dir), **overrides)
+        overrides.setdefault("model_dir", str(models_dir))
+        settings = Settings(**overrides)
         server = LiveServer(create_app(model_class, settings))
         servers.append(server)
         return server

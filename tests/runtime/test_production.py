@@ -162,7 +162,8 @@ def test_worker_process_trains_while_api_serves(serve, backend):
     pred = server.post("/predict", json={"tasks": [{"id": 1}], "project": PROJECT}).json()
     assert pred["results"][0]["model_version"] == new_version
     assert pred["results"][0]["result"][0]["value"]["choices"] == ["Boeing"]
-    assert pred["results"][0]["score"] == worker_pid
+    # the follow-up ran in a worker process too (RQ forks a work horse per job)
+    assert pred["results"][0]["score"] not in (0, os.getpid())
 
 
 def _free_port() -> int:

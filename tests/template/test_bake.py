@@ -74,10 +74,12 @@ def baked(request, bake, seed_script):
     return answers, result.project_path
 
 
-def test_exact_file_set(baked):
+def test_exact_file_set(baked, seed_script):
     answers, root = baked
     expected = FILES - EXAMPLE_ONLY if answers.get("script") else FILES
     assert file_set(root) == expected
+    if answers.get("script"):  # the user's script is installed byte for byte
+        assert (root / "model.py").read_bytes() == seed_script.read_bytes()
 
 
 def test_no_unrendered_jinja(baked):
@@ -113,13 +115,6 @@ def test_wsgi_wires_the_model_class(baked):
     assert f"from model import {expected}\n" in wsgi
     assert f"return create_app({expected}, model_kwargs=model_kwargs)" in wsgi
     assert "app = make_app()" in wsgi
-
-
-def test_script_is_installed_verbatim(baked, seed_script):
-    answers, root = baked
-    if not answers.get("script"):
-        pytest.skip("no script")
-    assert (root / "model.py").read_bytes() == seed_script.read_bytes()
 
 
 def test_config_files_parse_and_keep_the_description(baked):

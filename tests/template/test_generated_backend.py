@@ -28,10 +28,9 @@ def clean_env(**extra):
     return env
 
 
-@pytest.mark.parametrize("case", ["default", "seed-script"])
-def test_baked_repo_own_tests_pass(case, bake, seed_script, run, tmp_path):
-    answers = {"script": str(seed_script)} if case == "seed-script" else {}
-    result = bake(**answers)
+@pytest.mark.parametrize("script", ["", "seed_model.py", "current_model.py"])
+def test_baked_repo_own_tests_pass(script, bake, seed_script, run):
+    result = bake(script=str(seed_script.parent / script) if script else "")
     assert result.exit_code == 0, result.exception
     run(
         [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider"],

@@ -18,7 +18,9 @@ HANDOFF = Path(".lsml-pregen.json")
 EXAMPLE = Path("example_model.py")
 MODEL = Path("model.py")
 # Lines of a script's own requirements.txt that this template already provides.
-PROVIDED = re.compile(r"^\s*(label[-_]studio[-_]ml|lsml[-_]runtime|uwsgi|supervisor)\b", re.I)
+PROVIDED = re.compile(
+    r"^\s*(label[-_.]studio[-_.]ml|lsml[-_.]runtime|uwsgi|supervisor)\s*([<>=!~;\[@]|$)", re.I
+)
 
 
 def remove(path: Path) -> None:

@@ -1,0 +1,93 @@
+"""The hooks' helpers, rendered the way Cookiecutter renders them and loaded as modules."""
+
+import ast
+import json
+import types
+from pathlib import Path
+
+import pytest
+from cookiecutter.environment import StrictEnvironment
+
+
+def load_hook(template_dir, name, **answers):
+    context = json.loads((template_dir / "cookiecutter.json").read_text())
+    context = {k: (v[0] if isinstance(v, list) else v) for k, v in context.items()}
+    context.update(answers)
+    env = StrictEnvironment(context={"cookiecutter": context}, keep_trailing_newline=True)
+    source = env.from_string((template_dir / "hooks" / f"{name}.py").read_text())
+    module = types.ModuleType(name)
+    exec(compile(source.render(cookiecutter=context), name, "exec"), module.__dict__)
+    return module
+
+
+@pytest.fixture
+def pre(template_dir):
+    return load_hook(template_dir, "pre_gen_project", description='a "quoted" \\ caf\u00e9')
+
+
+def test_context_survives_special_characters(pre):
+    assert pre.CONTEXT["description"] == 'a "quoted" \\ caf\u00e9'
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        ("model.py", ("model.py", "")),
+        ("model.py:MyModel", ("model.py", "MyModel")),
+        ("/abs/dir/model.py:My_Model2", ("/abs/dir/model.py", "My_Model2")),
+        ("C:\\models\\model.py", ("C:\\models\\model.py", "")),
+        ("C:\\models\\model.py:Mine", ("C:\\models\\model.py", "Mine")),
+        ("weird:/path.py", ("weird:/path.py", "")),
+    ],
+)
+def test_split_script(pre, raw, expected):
+    assert pre.split_script(raw) == expected
+
+
+def test_syntax_tree_finds_direct_aliased_dotted_and_derived_subclasses(pre):
+    tree = ast.parse(
+        "from label_studio_ml.model import LabelStudioMLBase as Base\n"
+        "import label_studio_ml.model as lsm\n"
+        "class A(Base): pass\n"
+        "class B(lsm.LabelStudioMLBase): pass\n"
+        "class C(A): pass\n"
+        "class D(object): pass\n"
+    )
+    assert pre.ast_classes(tree) == ["A", "B", "C"]
+
+
+def test_label_config_from_a_module_constant_or_docstring(pre):
+    view = '<View><Text name="t" value="$t"/></View>'
+    assert pre.label_config_of(ast.parse(f"LABEL_CONFIG = '{view}'")) == view + "\n"
+    assert pre.label_config_of(ast.parse(f'"""Doc.\n\n{view}\n"""')) == view + "\n"
+    assert pre.label_config_of(ast.parse(f'class M:\n    """{view}"""')) == view + "\n"
+    assert pre.label_config_of(ast.parse("x = '<View>'")) is None
+
+
+def test_relative_script_candidates(pre, tmp_path, monkeypatch):
+    project = tmp_path / "out" / "my_ml_backend"
+    project.mkdir(parents=True)
+    shell = tmp_path / "shell"
+    shell.mkdir()
+    (shell / "model.py").write_text("")
+    monkeypatch.chdir(project)
+    monkeypatch.setenv("PWD", str(shell))
+    ctx = {"_output_dir": str(tmp_path / "out")}
+    assert pre.base_dirs(ctx) == [(tmp_path / "out").resolve(), shell.resolve()]
+    assert pre.resolve_script("model.py", ctx) == (shell / "model.py").resolve()
+    # Nowhere to be found: the error names the first candidate.
+    assert pre.resolve_script("other.py", ctx) == (tmp_path / "out").resolve() / "other.py"
+
+
+def test_post_gen_removal_tolerates_missing_paths(template_dir, tmp_path):
+    post = load_hook(template_dir, "post_gen_project")
+    post.remove(tmp_path / "never-existed.py")
+    (tmp_path / "d").mkdir()
+    post.remove(tmp_path / "d")
+    assert not (tmp_path / "d").exists()
+    assert post.PROVIDED.match("label-studio-ml==1.0.9")
+    assert post.PROVIDED.match("uWSGI>=2")
+    assert post.PROVIDED.match("supervisor")
+    assert not post.PROVIDED.match("supervision==0.20")
+    assert not post.PROVIDED.match("uwsgi-tools")
+    assert Path(post.EXAMPLE).name == "example_model.py"

@@ -11,6 +11,7 @@ Every Label Studio or backend failure message ends with the tail of the relevant
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import secrets
@@ -67,8 +68,13 @@ def tail(path: Path, lines: int = 60) -> str:
     return "\n".join(text.splitlines()[-lines:])
 
 
-def wait_for(check: Callable[[], Any], timeout: float, what: str, interval: float = 0.5,
-             logs: Callable[[], str] = lambda: "") -> Any:
+def wait_for(
+    check: Callable[[], Any],
+    timeout: float,
+    what: str,
+    interval: float = 0.5,
+    logs: Callable[[], str] = lambda: "",
+) -> Any:
     """Call ``check`` until it returns something truthy; fail with ``what`` and the logs."""
     deadline = time.monotonic() + timeout
     last: Any = None
@@ -81,7 +87,9 @@ def wait_for(check: Callable[[], Any], timeout: float, what: str, interval: floa
             if last:
                 return last
         if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}; last: {last!r}\n{logs()}")
+            raise AssertionError(
+                f"timed out after {timeout:.0f} s waiting for {what}; last: {last!r}\n{logs()}"
+            )
         time.sleep(interval)
 
 
@@ -93,14 +101,10 @@ def stop_process(proc: subprocess.Popen, grace: float = 40.0) -> None:
             proc.wait(timeout=grace)
         except subprocess.TimeoutExpired:
             pass
-    try:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(proc.pid, signal.SIGKILL)  # leftovers of the group (uWSGI workers, rq horses)
-    except (ProcessLookupError, PermissionError):
-        pass
-    try:
+    with contextlib.suppress(subprocess.TimeoutExpired):
         proc.wait(timeout=10)
-    except subprocess.TimeoutExpired:
-        pass
 
 
 def clean_backend_env(extra: Dict[str, str]) -> Dict[str, str]:
@@ -133,8 +137,15 @@ class LabelStudio:
     def logs(self, lines: int = 80) -> str:
         return f"--- Label Studio log ({self.log}), last {lines} lines ---\n{tail(self.log, lines)}"
 
-    def call(self, method: str, path: str, expect: Iterable[int] = (200, 201), timeout: float = 120,
-             extra_logs: Callable[[], str] = lambda: "", **kwargs: Any) -> Any:
+    def call(
+        self,
+        method: str,
+        path: str,
+        expect: Iterable[int] = (200, 201),
+        timeout: float = 120,
+        extra_logs: Callable[[], str] = lambda: "",
+        **kwargs: Any,
+    ) -> Any:
         """One API call; any other status than ``expect`` fails with the body and LS's log."""
         resp = self.http.request(method, self.url + path, timeout=timeout, **kwargs)
         if resp.status_code not in tuple(expect):
@@ -150,7 +161,9 @@ class LabelStudio:
             return resp.text
 
     # projects and tasks
-    def create_project(self, title: str, tasks: List[Dict[str, Any]], config: str = LABEL_CONFIG) -> Dict[str, Any]:
+    def create_project(
+        self, title: str, tasks: List[Dict[str, Any]], config: str = LABEL_CONFIG
+    ) -> Dict[str, Any]:
         project = self.call("POST", "/api/projects", json={"title": title, "label_config": config})
         self.call("POST", f"/api/projects/{project['id']}/import", json=tasks)
         return project
@@ -159,7 +172,9 @@ class LabelStudio:
         self.call("POST", f"/api/projects/{project_id}/import", json=tasks)
 
     def tasks(self, project_id: int) -> List[Dict[str, Any]]:
-        out = self.call("GET", "/api/tasks", params={"project": project_id, "page_size": 1000, "fields": "all"})
+        out = self.call(
+            "GET", "/api/tasks", params={"project": project_id, "page_size": 1000, "fields": "all"}
+        )
         items = out["tasks"] if isinstance(out, dict) else out
         return sorted(items, key=lambda t: t["id"])
 
@@ -168,20 +183,30 @@ class LabelStudio:
         items = out["results"] if isinstance(out, dict) and "results" in out else out
         return [p for p in items if p.get("project") in (None, project_id)]
 
-    def annotate(self, task_id: int, label: str, from_name: str = "choice", to_name: str = "image",
-                 **kwargs: Any) -> Dict[str, Any]:
-        result = [{"from_name": from_name, "to_name": to_name, "type": "choices", "value": {"choices": [label]}}]
+    def annotate(
+        self, task_id: int, label: str, from_name: str = "choice", to_name: str = "image", **kwargs: Any
+    ) -> Dict[str, Any]:
+        result = [
+            {"from_name": from_name, "to_name": to_name, "type": "choices", "value": {"choices": [label]}}
+        ]
         return self.call(
-            "POST", f"/api/tasks/{task_id}/annotations",
-            json={"result": result, "was_cancelled": False, "ground_truth": False}, **kwargs,
+            "POST",
+            f"/api/tasks/{task_id}/annotations",
+            json={"result": result, "was_cancelled": False, "ground_truth": False},
+            **kwargs,
         )
 
     # ML connections
-    def connect(self, project_id: int, url: str, title: str, extra_logs: Callable[[], str] = lambda: "",
-                **fields: Any) -> Dict[str, Any]:
+    def connect(
+        self, project_id: int, url: str, title: str, extra_logs: Callable[[], str] = lambda: "", **fields: Any
+    ) -> Dict[str, Any]:
         """POST /api/ml: what "Connect Model" in the project's Model settings does."""
-        return self.call("POST", "/api/ml", json={"project": project_id, "url": url, "title": title, **fields},
-                         extra_logs=extra_logs)
+        return self.call(
+            "POST",
+            "/api/ml",
+            json={"project": project_id, "url": url, "title": title, **fields},
+            extra_logs=extra_logs,
+        )
 
     def ml(self, ml_id: int, **kwargs: Any) -> Dict[str, Any]:
         """GET /api/ml/{id}: Label Studio re-checks the backend (/health, /setup) on every view."""
@@ -190,8 +215,11 @@ class LabelStudio:
     def retrieve_predictions(self, project_id: int, **kwargs: Any) -> Any:
         """Data Manager → Retrieve Predictions on every task of the project."""
         return self.call(
-            "POST", "/api/dm/actions", params={"id": "retrieve_tasks_predictions", "project": project_id},
-            json={"selectedItems": {"all": True, "excluded": []}, "project": project_id}, **kwargs,
+            "POST",
+            "/api/dm/actions",
+            params={"id": "retrieve_tasks_predictions", "project": project_id},
+            json={"selectedItems": {"all": True, "excluded": []}, "project": project_id},
+            **kwargs,
         )
 
 
@@ -212,22 +240,42 @@ def _start_label_studio(root: Path) -> LabelStudio:
         PYTHONUNBUFFERED="1",
     )
     cmd = [
-        str(LS_VENV / "bin" / "label-studio"), "start", "--no-browser",
-        "--internal-host", "127.0.0.1", "--port", str(port), "--data-dir", str(data_dir),
-        "--username", user, "--password", password, "--user-token", token,
+        str(LS_VENV / "bin" / "label-studio"),
+        "start",
+        "--no-browser",
+        "--internal-host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--data-dir",
+        str(data_dir),
+        "--username",
+        user,
+        "--password",
+        password,
+        "--user-token",
+        token,
         "--enable-legacy-api-token",
     ]
     with open(log, "wb") as fh:
-        proc = subprocess.Popen(cmd, cwd=root, env=env, stdout=fh, stderr=subprocess.STDOUT,
-                                stdin=subprocess.DEVNULL, start_new_session=True)
+        proc = subprocess.Popen(
+            cmd,
+            cwd=root,
+            env=env,
+            stdout=fh,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
     ls = LabelStudio(f"http://127.0.0.1:{port}", token, user, password, log, proc)
     started = time.monotonic()
 
     def ready() -> bool:
         if proc.poll() is not None:
             raise AssertionError(f"Label Studio exited with {proc.returncode}\n{ls.logs()}")
-        resp = requests.get(ls.url + "/api/current-user/whoami", headers={"Authorization": f"Token {token}"},
-                            timeout=5)
+        resp = requests.get(
+            ls.url + "/api/current-user/whoami", headers={"Authorization": f"Token {token}"}, timeout=5
+        )
         return resp.status_code == 200
 
     try:
@@ -256,8 +304,15 @@ def label_studio(tmp_path_factory) -> Iterable[LabelStudio]:
 class Backend:
     """A baked backend served on loopback, in development or production mode."""
 
-    def __init__(self, directory: Path, url: str, proc: subprocess.Popen, logs: List[Path],
-                 auth: Optional[tuple] = None, mode: str = "development"):
+    def __init__(
+        self,
+        directory: Path,
+        url: str,
+        proc: subprocess.Popen,
+        logs: List[Path],
+        auth: Optional[tuple] = None,
+        mode: str = "development",
+    ):
         self.dir = directory
         self.url = url
         self.proc = proc
@@ -315,7 +370,9 @@ def baked(tmp_path_factory) -> Callable[[str, str], Path]:
 
     def _baked(script: str, name: str) -> Path:
         if script not in cache:
-            cache[script] = bake_backend(root / "pristine", DATA / script, f"lsml-{Path(script).stem.replace('_', '-')}")
+            cache[script] = bake_backend(
+                root / "pristine", DATA / script, f"lsml-{Path(script).stem.replace('_', '-')}"
+            )
         copy = root / f"{name}-{uuid.uuid4().hex[:6]}"
         shutil.copytree(cache[script], copy)
         return copy
@@ -337,8 +394,12 @@ def serve(tmp_path) -> Iterable[Callable[..., Backend]]:
     """serve(backend_dir, mode="development"|"production", env={...}, auth=(user, pass)) -> Backend."""
     started: List[Backend] = []
 
-    def _serve(directory: Path, mode: str = "development", env: Optional[Dict[str, str]] = None,
-               auth: Optional[tuple] = None) -> Backend:
+    def _serve(
+        directory: Path,
+        mode: str = "development",
+        env: Optional[Dict[str, str]] = None,
+        auth: Optional[tuple] = None,
+    ) -> Backend:
         port = free_port()
         extra = {"MODEL_DIR": str(tmp_path / f"models-{port}")}
         if auth:
@@ -358,8 +419,15 @@ def serve(tmp_path) -> Iterable[Callable[..., Backend]]:
             cmd = [str(VENV_BIN / "supervisord"), "-c", "supervisord.conf", "-n"]
             logs = [log, directory / "logs" / "uwsgi.log", directory / "logs" / "rq.log"]
         with open(log, "wb") as fh:
-            proc = subprocess.Popen(cmd, cwd=directory, env=clean_backend_env(extra), stdout=fh,
-                                    stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
+            proc = subprocess.Popen(
+                cmd,
+                cwd=directory,
+                env=clean_backend_env(extra),
+                stdout=fh,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
+            )
         backend = Backend(directory, f"http://127.0.0.1:{port}", proc, logs, auth=auth, mode=mode)
         started.append(backend)
         _wait_up(backend, 90 if mode == "production" else 60)
@@ -382,7 +450,9 @@ def image_tasks(n: int, start: int = 0) -> List[Dict[str, Any]]:
 def choice_of(prediction: Dict[str, Any]) -> str:
     """The one choice label of a stored prediction (fails on anything else)."""
     result = prediction["result"]
-    assert isinstance(result, list) and len(result) == 1, f"unexpected prediction result {json.dumps(prediction)}"
+    assert isinstance(result, list) and len(result) == 1, (
+        f"unexpected prediction result {json.dumps(prediction)}"
+    )
     choices = result[0]["value"]["choices"]
     assert len(choices) == 1, prediction
     return choices[0]

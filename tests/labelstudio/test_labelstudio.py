@@ -20,20 +20,16 @@ ERROR = "ER"
 def _connected(ls, ml_id, backend, timeout=30):
     """GET /api/ml/{id} until the connection is Connected (LS re-runs /health and /setup)."""
 
-    def check():
-        ml = ls.ml(ml_id, extra_logs=backend.logs)
-        return ml if ml["state"] == CONNECTED else None
-
-    return_value = None
     deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        return_value = check()
-        if return_value:
-            return return_value
+    while True:
+        ml = ls.ml(ml_id, extra_logs=backend.logs)
+        if ml["state"] == CONNECTED:
+            return ml
+        if time.monotonic() > deadline:
+            raise AssertionError(
+                f"connection {ml_id} is {ml['state']!r} ({ml.get('error_message')!r})\n{ls.logs()}\n{backend.logs()}"
+            )
         time.sleep(0.5)
-    ml = ls.ml(ml_id)
-    raise AssertionError(f"connection {ml_id} is {ml['state']!r} ({ml.get('error_message')!r})\n"
-                         f"{ls.logs()}\n{backend.logs()}")
 
 
 def _by_task(predictions):
@@ -41,11 +37,6 @@ def _by_task(predictions):
     for p in predictions:
         out.setdefault(p["task"], []).append(p)
     return out
-
-
-def _setup_version(backend, project, ls_project_id):
-    """The version the backend serves for the project (what /setup answers), read from /training."""
-    return backend.training(ls_project_id).get("served_version")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -65,8 +56,14 @@ def test_connect_test_request_retrieve_and_open_task(label_studio, baked, serve,
     assert health["status"] == "UP" and health["mode"] == "development", health
 
     # Send Test Request
-    test = ls.call("POST", f"/api/ml/{ml['id']}/predict/test", params={"random": "true"}, extra_logs=backend.logs)
-    assert test is not None, "Send Test Request answered with an empty body"
+    # Send Test Request: LS shows the backend's answer (and stores nothing)
+    test = ls.call(
+        "POST", f"/api/ml/{ml['id']}/predict/test", params={"random": "true"}, extra_logs=backend.logs
+    )
+    assert test["status"] == 200 and not test.get("error_message"), f"{test}\n{backend.logs()}"
+    assert len(test["response"]) == 1, test
+    assert helpers.choice_of(test["response"][0]) in helpers.LABELS, test
+    assert test["response"][0]["model_version"] == version, test
 
     # Retrieve Predictions: one per task, a label of the config, the /setup version
     ls.retrieve_predictions(pid, extra_logs=backend.logs)
@@ -109,8 +106,16 @@ def test_annotation_webhook_with_basic_auth(label_studio, baked, serve, project_
     project = ls.create_project(project_title, helpers.image_tasks(2))
     pid = project["id"]
 
-    ml = ls.connect(pid, backend.url, "seed auth", is_interactive=False, auth_method="BASIC_AUTH",
-                    basic_auth_user=auth[0], basic_auth_pass=auth[1], extra_logs=backend.logs)
+    ml = ls.connect(
+        pid,
+        backend.url,
+        "seed auth",
+        is_interactive=False,
+        auth_method="BASIC_AUTH",
+        basic_auth_user=auth[0],
+        basic_auth_pass=auth[1],
+        extra_logs=backend.logs,
+    )
     ml = _connected(ls, ml["id"], backend)
 
     ls.retrieve_predictions(pid, extra_logs=backend.logs)
@@ -121,18 +126,37 @@ def test_annotation_webhook_with_basic_auth(label_studio, baked, serve, project_
     assert ann["id"], ann
     # the ANNOTATION_CREATED webhook reached the backend and started a training run
     status = helpers.wait_for(
-        lambda: backend.training(pid).get("job_id") and backend.training(pid), 30,
-        "the ANNOTATION_CREATED webhook to reach the backend", logs=backend.logs,
+        lambda: backend.training(pid).get("job_id") and backend.training(pid),
+        30,
+        "the ANNOTATION_CREATED webhook to reach the backend",
+        logs=backend.logs,
     )
     status = backend.wait_idle(pid)
-    assert status.get("status") in ("succeeded", "done", "finished", "ok", "idle", "success"), (
-        f"training after the webhook: {status}\n{backend.logs()}"
-    )
+    assert status.get("status") == "succeeded", f"training after the webhook: {status}\n{backend.logs()}"
     ml = _connected(ls, ml["id"], backend)
     assert not ml.get("error_message"), ml
-    # predictions keep working after the annotation
+    assert ml["model_version"] == status["served_version"], (ml, status)
+
+    # Start Training goes through LS's ML client, with the Basic credentials
+    first_job = status["job_id"]
+    ls.call("POST", f"/api/ml/{ml['id']}/train", extra_logs=backend.logs)
+    clicked = ls.ml(ml["id"])
+    assert clicked["state"] != ERROR and not clicked.get("error_message"), f"{clicked}\n{backend.logs()}"
+    status = helpers.wait_for(
+        lambda: (
+            lambda st: st if st.get("job_id") != first_job and st.get("status") == "succeeded" else None
+        )(backend.training(pid)),
+        60,
+        "a training run started by Start Training",
+        logs=backend.logs,
+    )
+    ml = _connected(ls, ml["id"], backend)
+    assert ml["model_version"] == status["served_version"], (ml, status)
+
+    # predictions keep working after the annotation and the training (new version, one each)
     ls.retrieve_predictions(pid, extra_logs=backend.logs)
-    assert backend.get("/health").status_code == 200
+    fresh = [p for p in ls.predictions(pid) if p["model_version"] == ml["model_version"]]
+    assert len(fresh) == len(tasks), f"{fresh}\n{backend.logs()}"
 
 
 @pytest.mark.parametrize("mode", ["development", "production"])
@@ -179,8 +203,13 @@ def test_training_cycle(mode, label_studio, baked, serve, project_title, helpers
         assert current["state"] != ERROR, f"{current}\n{backend.logs()}"
         return current["model_version"] if current["model_version"] not in (before, initial) else None
 
-    trained = helpers.wait_for(new_version, 60, "Label Studio to see a new model version after Start Training",
-                               interval=1, logs=lambda: f"{backend.logs()}\n{ls.logs(40)}")
+    trained = helpers.wait_for(
+        new_version,
+        60,
+        "Label Studio to see a new model version after Start Training",
+        interval=1,
+        logs=lambda: f"{backend.logs()}\n{ls.logs(40)}",
+    )
     status = backend.wait_idle(pid)
     assert status.get("error") in (None, ""), status
 
@@ -189,7 +218,9 @@ def test_training_cycle(mode, label_studio, baked, serve, project_title, helpers
     by_task = _by_task(ls.predictions(pid))
     for task in tasks:
         latest = [p for p in by_task.get(task["id"], []) if p["model_version"] == trained]
-        assert len(latest) == 1, f"task {task['id']}: {by_task.get(task['id'])} (trained {trained})\n{backend.logs()}"
+        assert len(latest) == 1, (
+            f"task {task['id']}: {by_task.get(task['id'])} (trained {trained})\n{backend.logs()}"
+        )
         assert helpers.choice_of(latest[0]) == "Airbus", latest[0]
         assert latest[0]["score"] == pytest.approx(1.0), latest[0]
     # no duplicates of the trained version on a second retrieve
@@ -199,9 +230,15 @@ def test_training_cycle(mode, label_studio, baked, serve, project_title, helpers
 
     # interactive pre-annotation: the user's context reaches predict
     region = {"from_name": "choice", "to_name": "image", "type": "choices", "value": {"choices": ["Boeing"]}}
-    answer = ls.call("POST", f"/api/ml/{ml['id']}/interactive-annotating",
-                     json={"task": tasks[3]["id"], "context": {"result": [region]}}, extra_logs=backend.logs)
-    assert "errors" not in answer, f"interactive pre-annotation failed: {answer}\n{backend.logs()}\n{ls.logs()}"
+    answer = ls.call(
+        "POST",
+        f"/api/ml/{ml['id']}/interactive-annotating",
+        json={"task": tasks[3]["id"], "context": {"result": [region]}},
+        extra_logs=backend.logs,
+    )
+    assert "errors" not in answer, (
+        f"interactive pre-annotation failed: {answer}\n{backend.logs()}\n{ls.logs()}"
+    )
     data = answer["data"]
     assert [r["value"]["choices"] for r in data["result"]] == [["Boeing"]], answer
 
@@ -221,8 +258,10 @@ def test_personal_access_token(label_studio, baked, serve, project_title, helper
     ls = label_studio
     pat = ls.call("POST", "/api/token/", expect=(200, 201))
     refresh = pat["token"] if isinstance(pat, dict) else pat
-    backend = serve(baked("majority_model.py", "majority-pat"),
-                    env={"LABEL_STUDIO_URL": ls.url, "LABEL_STUDIO_API_KEY": refresh})
+    backend = serve(
+        baked("majority_model.py", "majority-pat"),
+        env={"LABEL_STUDIO_URL": ls.url, "LABEL_STUDIO_API_KEY": refresh},
+    )
     project = ls.create_project(project_title, helpers.image_tasks(3))
     pid = project["id"]
     ml = ls.connect(pid, backend.url, "majority pat", is_interactive=False, extra_logs=backend.logs)
@@ -233,11 +272,14 @@ def test_personal_access_token(label_studio, baked, serve, project_title, helper
     legacy_header = ls.http.headers["Authorization"]
     ls.http.headers["Authorization"] = f"Bearer {access}"
     try:
-        ls.call("POST", "/api/jwt/settings", json={"api_tokens_enabled": True, "legacy_api_tokens_enabled": False})
+        ls.call(
+            "POST", "/api/jwt/settings", json={"api_tokens_enabled": True, "legacy_api_tokens_enabled": False}
+        )
         import requests
 
-        probe = requests.get(ls.url + "/api/current-user/whoami", headers={"Authorization": legacy_header},
-                             timeout=10)
+        probe = requests.get(
+            ls.url + "/api/current-user/whoami", headers={"Authorization": legacy_header}, timeout=10
+        )
         assert probe.status_code == 401, f"legacy token still accepted: {probe.status_code}"
 
         tasks = ls.tasks(pid)
@@ -253,12 +295,19 @@ def test_personal_access_token(label_studio, baked, serve, project_title, helper
             current = ls.ml(ml["id"])
             return current["model_version"] if current["model_version"] != initial else None
 
-        trained = helpers.wait_for(trained_version, 90, "a version trained with the personal access token",
-                                   interval=1, logs=backend.logs)
+        trained = helpers.wait_for(
+            trained_version,
+            90,
+            "a version trained with the personal access token",
+            interval=1,
+            logs=backend.logs,
+        )
         ls.retrieve_predictions(pid, extra_logs=backend.logs)
         latest = [p for p in ls.predictions(pid) if p["model_version"] == trained]
         assert len(latest) == len(tasks), f"{latest}\n{backend.logs()}"
         assert {helpers.choice_of(p) for p in latest} == {"Airbus"}, f"{latest}\n{backend.logs()}"
     finally:
-        ls.call("POST", "/api/jwt/settings", json={"api_tokens_enabled": True, "legacy_api_tokens_enabled": True})
+        ls.call(
+            "POST", "/api/jwt/settings", json={"api_tokens_enabled": True, "legacy_api_tokens_enabled": True}
+        )
         ls.http.headers["Authorization"] = legacy_header

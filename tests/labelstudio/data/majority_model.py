@@ -15,7 +15,7 @@ from label_studio_ml.model import LabelStudioMLBase
 
 class MajorityModel(LabelStudioMLBase):
     def __init__(self, **kwargs):
-        super(MajorityModel, self).__init__(**kwargs)
+        super().__init__(**kwargs)
         from_name, schema = list(self.parsed_label_config.items())[0]
         self.from_name = from_name
         self.to_name = schema["to_name"][0]

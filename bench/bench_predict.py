@@ -26,7 +26,6 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import textwrap
 import time
 import urllib.request
 from pathlib import Path
@@ -93,23 +92,57 @@ def wait_http(url: str, timeout: float = 30) -> None:
 
 
 def body(n: int) -> str:
-    tasks = [{"id": i, "data": {"image": f"/data/upload/1/{i}.jpg"}, "annotations": [],
-              "predictions": [], "project": 1, "is_labeled": False} for i in range(n)]  # fmt: skip
-    return json.dumps({"tasks": tasks, "project": "1.1700000000", "label_config": CONFIG,
-                       "params": {"login": None, "password": None, "context": None}})  # fmt: skip
+    tasks = [
+        {
+            "id": i,
+            "data": {"image": f"/data/upload/1/{i}.jpg"},
+            "annotations": [],
+            "predictions": [],
+            "project": 1,
+            "is_labeled": False,
+        }
+        for i in range(n)
+    ]
+    return json.dumps(
+        {
+            "tasks": tasks,
+            "project": "1.1700000000",
+            "label_config": CONFIG,
+            "params": {"login": None, "password": None, "context": None},
+        }
+    )
 
 
 class Uwsgi:
     def __init__(self, workdir: Path, module: str, env: dict) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        cmd = [str(VENV_BIN / "uwsgi"), "--http", f"127.0.0.1:{self.port}", "--master",
-               "--processes", "2", "--threads", "2", "--enable-threads", "--lazy-apps",
-               "--module", module, "--chdir", str(workdir), "--disable-logging",
-               "--post-buffering", "65536", "--buffer-size", "65535", "--die-on-term",
-               "--need-app"]  # fmt: skip
-        self.proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                                     start_new_session=True)  # fmt: skip
+        cmd = [
+            str(VENV_BIN / "uwsgi"),
+            "--http",
+            f"127.0.0.1:{self.port}",
+            "--master",
+            "--processes",
+            "2",
+            "--threads",
+            "2",
+            "--enable-threads",
+            "--lazy-apps",
+            "--module",
+            module,
+            "--chdir",
+            str(workdir),
+            "--disable-logging",
+            "--post-buffering",
+            "65536",
+            "--buffer-size",
+            "65535",
+            "--die-on-term",
+            "--need-app",
+        ]
+        self.proc = subprocess.Popen(
+            cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
+        )
 
     def workers_rss_mb(self) -> list:
         out = subprocess.run(["pgrep", "-P", str(self.proc.pid)], capture_output=True, text=True).stdout
@@ -122,8 +155,12 @@ class Uwsgi:
         return rss
 
     def stop(self) -> None:
-        os.killpg(self.proc.pid, signal.SIGTERM)
-        self.proc.wait(15)
+        self.proc.terminate()  # the master only: it stops its workers (die-on-term)
+        try:
+            self.proc.wait(15)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait(5)
 
 
 def wrk(url: str, body_file: Path, duration: int, connections: int = 4) -> dict:
@@ -132,8 +169,12 @@ def wrk(url: str, body_file: Path, duration: int, connections: int = 4) -> dict:
         'wrk.method = "POST"\nwrk.headers["Content-Type"] = "application/json"\n'
         f'local f = io.open("{body_file}", "r")\nwrk.body = f:read("*a")\nf:close()\n'
     )
-    out = subprocess.run(["wrk", "-t1", f"-c{connections}", f"-d{duration}s", "--latency", "-s", str(lua),
-                          url + "/predict"], capture_output=True, text=True, check=True).stdout  # fmt: skip
+    out = subprocess.run(
+        ["wrk", "-t1", f"-c{connections}", f"-d{duration}s", "--latency", "-s", str(lua), url + "/predict"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
 
     def ms(label: str) -> float:
@@ -160,8 +201,11 @@ def throughput(args: argparse.Namespace, tmp: Path) -> dict:
     runtime = Uwsgi(app_dir, "wsgi:app", env)
     wait_http(runtime.url + "/health")
     for n in (1, 1000):
-        req = urllib.request.Request(runtime.url + "/predict", data=bodies[n].read_bytes(),
-                                     headers={"Content-Type": "application/json"})  # fmt: skip
+        req = urllib.request.Request(
+            runtime.url + "/predict",
+            data=bodies[n].read_bytes(),
+            headers={"Content-Type": "application/json"},
+        )
         (app_dir / f"canned_{n}.json").write_bytes(urllib.request.urlopen(req).read())
     runtime.stop()
 
@@ -198,12 +242,21 @@ def during_training(args: argparse.Namespace, tmp: Path) -> dict:
     (app_dir / "model.py").write_text(SEED_MODEL.read_text() + BUSY_MODEL_SUFFIX)
     (app_dir / "wsgi.py").write_text(RUNTIME_APP.replace("DummyModel", "BusyModel"))
     queue = f"bench-{os.getpid()}"
-    env = {**os.environ, "MODEL_DIR": str(tmp / "prod-models"), "LOG_LEVEL": "WARNING",
-           "REDIS_URL": "redis://127.0.0.1:6379/0", "RQ_QUEUE_NAME": queue,
-           "BENCH_FIT_SECONDS": str(args.duration + 4)}  # fmt: skip
+    env = {
+        **os.environ,
+        "MODEL_DIR": str(tmp / "prod-models"),
+        "LOG_LEVEL": "WARNING",
+        "REDIS_URL": "redis://127.0.0.1:6379/0",
+        "RQ_QUEUE_NAME": queue,
+        "BENCH_FIT_SECONDS": str(args.duration + 4),
+    }
     server = Uwsgi(app_dir, "wsgi:app", env)
-    worker = subprocess.Popen(["nice", "-n", "10", str(VENV_BIN / "label-studio-ml"), "worker", str(app_dir)],
-                              env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    worker = subprocess.Popen(
+        ["nice", "-n", "10", str(VENV_BIN / "label-studio-ml"), "worker", str(app_dir)],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     try:
         wait_http(server.url + "/health")
         body1 = tmp / "body_1.json"
@@ -212,8 +265,10 @@ def during_training(args: argparse.Namespace, tmp: Path) -> dict:
         for _ in range(args.rounds):
             idle.append(wrk(server.url, body1, args.duration))
             req = urllib.request.Request(
-                server.url + "/train", headers={"Content-Type": "application/json"},
-                data=json.dumps({"annotations": [{"id": 1}], "project": "1.1"}).encode())  # fmt: skip
+                server.url + "/train",
+                headers={"Content-Type": "application/json"},
+                data=json.dumps({"annotations": [{"id": 1}], "project": "1.1"}).encode(),
+            )
             urllib.request.urlopen(req)
             time.sleep(1.5)  # the worker picks the job up and starts burning CPU
             busy.append(wrk(server.url, body1, args.duration))
@@ -246,30 +301,43 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="lsml-bench-") as raw:
         tmp = Path(raw)
         data = throughput(args, tmp)
-        print(f"/predict under uWSGI (2 processes x 2 threads), wrk -c4, {args.rounds} rounds x {args.duration}s,"
-              " medians:")  # fmt: skip
-        print(f"{'tasks':>6} {'bare rps':>10} {'ours rps':>10} {'ratio':>6} {'bare p50':>9} {'ours p50':>9}"
-              f" {'bare p99':>9} {'ours p99':>9}")  # fmt: skip
+        print(
+            f"/predict under uWSGI (2 processes x 2 threads), wrk -c4, "
+            f"{args.rounds} rounds x {args.duration}s,"
+            " medians:"
+        )
+        print(
+            f"{'tasks':>6} {'bare rps':>10} {'ours rps':>10} {'ratio':>6} {'bare p50':>9} {'ours p50':>9}"
+            f" {'bare p99':>9} {'ours p99':>9}"
+        )
         summary = {}
         for n in (1, 1000):
             b, o = data["results"][n]["bare"], data["results"][n]["runtime"]
             ratio = med(o, "rps") / med(b, "rps")
             summary[n] = ratio
-            print(f"{n:>6} {med(b, 'rps'):>10.0f} {med(o, 'rps'):>10.0f} {ratio:>6.2f} {med(b, 'p50'):>7.2f}ms"
-                  f" {med(o, 'p50'):>7.2f}ms {med(b, 'p99'):>7.2f}ms {med(o, 'p99'):>7.2f}ms")  # fmt: skip
+            print(
+                f"{n:>6} {med(b, 'rps'):>10.0f} {med(o, 'rps'):>10.0f} {ratio:>6.2f} {med(b, 'p50'):>7.2f}ms"
+                f" {med(o, 'p50'):>7.2f}ms {med(b, 'p99'):>7.2f}ms {med(o, 'p99'):>7.2f}ms"
+            )
             errors = sum(r["non2xx"] for r in b + o)
             if errors:
                 print(f"       non-2xx answers: {errors}")
-        print(f"API worker RSS after load (MB): {', '.join(f'{x:.1f}' for x in data['rss_mb'])}"
-              f" (max {max(data['rss_mb']):.1f})")  # fmt: skip
-        print(f"targets: 1 task >= 0.90x -> {summary[1]:.2f}x; 1000 tasks >= 0.70x -> {summary[1000]:.2f}x; "
-              f"RSS <= 50 MB -> {max(data['rss_mb']):.1f} MB")  # fmt: skip
+        print(
+            f"API worker RSS after load (MB): {', '.join(f'{x:.1f}' for x in data['rss_mb'])}"
+            f" (max {max(data['rss_mb']):.1f})"
+        )
+        print(
+            f"targets: 1 task >= 0.90x -> {summary[1]:.2f}x; 1000 tasks >= 0.70x -> {summary[1000]:.2f}x; "
+            f"RSS <= 50 MB -> {max(data['rss_mb']):.1f} MB"
+        )
         if not args.skip_training:
             t = during_training(args, tmp)
             idle99, busy99 = med(t["idle"], "p99"), med(t["training"], "p99")
-            print(f"/predict (1 task) with a CPU-bound fit on an RQ worker (nice 10): p50 idle "
-                  f"{med(t['idle'], 'p50'):.2f}ms, training {med(t['training'], 'p50'):.2f}ms; p99 idle "
-                  f"{idle99:.2f}ms, training {busy99:.2f}ms, ratio {busy99 / idle99:.2f}x (target <= 1.5x)")  # fmt: skip
+            print(
+                f"/predict (1 task) with a CPU-bound fit on an RQ worker (nice 10): p50 idle "
+                f"{med(t['idle'], 'p50'):.2f}ms, training {med(t['training'], 'p50'):.2f}ms; p99 idle "
+                f"{idle99:.2f}ms, training {busy99:.2f}ms, ratio {busy99 / idle99:.2f}x (target <= 1.5x)"
+            )
     return 0
 
 

@@ -10,6 +10,7 @@ import time
 from collections import Counter
 
 import pytest
+import requests
 
 pytestmark = pytest.mark.slow
 
@@ -52,6 +53,10 @@ def test_connect_test_request_retrieve_and_open_task(label_studio, baked, serve,
     ml = _connected(ls, ml["id"], backend)
     version = ml["model_version"]
     assert version, f"Label Studio stored no model_version from /setup: {ml}"
+    setup = requests.post(
+        backend.url + "/setup", json={"project": f"{pid}.0", "schema": helpers.LABEL_CONFIG}, timeout=10
+    ).json()
+    assert version == setup["model_version"], (ml, setup)
     health = backend.get("/health").json()
     assert health["status"] == "UP" and health["mode"] == "development", health
 
@@ -275,8 +280,6 @@ def test_personal_access_token(label_studio, baked, serve, project_title, helper
         ls.call(
             "POST", "/api/jwt/settings", json={"api_tokens_enabled": True, "legacy_api_tokens_enabled": False}
         )
-        import requests
-
         probe = requests.get(
             ls.url + "/api/current-user/whoami", headers={"Authorization": legacy_header}, timeout=10
         )

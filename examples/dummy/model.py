@@ -10,6 +10,7 @@ Labeling config (also in label_config.xml next to this file):
   </Choices>
 </View>
 """
+
 # ruff: noqa
 # fmt: off
 # Below: the seed tutorial's model.py, verbatim (not linted, not formatted).

@@ -115,8 +115,22 @@ def test_text_classifier_survives_a_restart(backend):
 def test_text_classifier_with_one_class_still_trains(backend):
     b = backend("text_classifier")
     b.setup()
-    task = {"id": 1, "data": {"text": "anything"}, "annotations": [{"result": [
-        {"from_name": "topic", "to_name": "text", "type": "choices", "value": {"choices": ["Food"]}}]}]}
+    task = {
+        "id": 1,
+        "data": {"text": "anything"},
+        "annotations": [
+            {
+                "result": [
+                    {
+                        "from_name": "topic",
+                        "to_name": "text",
+                        "type": "choices",
+                        "value": {"choices": ["Food"]},
+                    }
+                ]
+            }
+        ],
+    }
     b.wait_trained(b.train([task]))
     assert b.predict([{"id": 2, "data": {"text": "else"}}])[0]["result"][0]["value"]["choices"] == ["Food"]
 
@@ -155,14 +169,18 @@ def test_ner_learns_spans_from_annotation_webhooks(backend):
     assert before[0]["result"] == [] and before[0]["model_version"] == initial
 
     answer = b.webhook(
-        "ANNOTATION_CREATED", **ner_annotation(NER_TEXT, [("Alice", "PER"), ("Globex", "ORG"), ("Paris", "LOC")])
+        "ANNOTATION_CREATED",
+        **ner_annotation(NER_TEXT, [("Alice", "PER"), ("Globex", "ORG"), ("Paris", "LOC")]),
     )
     assert answer["status"] == "queued"
     status = b.wait_trained(answer["job_id"])
     assert b.setup() == status["version"] != initial
 
     after = b.predict([{"id": 5, "data": {"text": new_text}}])[0]
-    found = [(r["value"]["text"], r["value"]["labels"], r["value"]["start"], r["value"]["end"]) for r in after["result"]]
+    found = [
+        (r["value"]["text"], r["value"]["labels"], r["value"]["start"], r["value"]["end"])
+        for r in after["result"]
+    ]
     assert [(t, lab) for t, lab, _, _ in found] == [
         ("Alice", ["PER"]),
         ("Globex", ["ORG"]),
@@ -216,8 +234,12 @@ def make_image(path: Path, label: str, box, size=(200, 100)):
 
 def percent_box(box, size=(200, 100)):
     w, h = size
-    return {"x": 100 * box[0] / w, "y": 100 * box[1] / h, "width": 100 * (box[2] - box[0]) / w,
-            "height": 100 * (box[3] - box[1]) / h}
+    return {
+        "x": 100 * box[0] / w,
+        "y": 100 * box[1] / h,
+        "width": 100 * (box[2] - box[0]) / w,
+        "height": 100 * (box[3] - box[1]) / h,
+    }
 
 
 @pytest.fixture
@@ -259,7 +281,11 @@ def test_image_boxes_finds_boxes_and_learns_labels(backend, tmp_path, http_dir):
     before = b.predict(tasks)
     for entry, (_, box, _) in zip(before, specs):
         region = entry["result"][0]
-        assert region["type"] == "rectanglelabels" and region["from_name"] == "label" and region["to_name"] == "image"
+        assert (
+            region["type"] == "rectanglelabels"
+            and region["from_name"] == "label"
+            and region["to_name"] == "image"
+        )
         assert (region["original_width"], region["original_height"]) == (200, 100)
         for key, want in percent_box(box).items():
             assert region["value"][key] == pytest.approx(want, abs=1e-6), (key, region)
@@ -270,9 +296,15 @@ def test_image_boxes_finds_boxes_and_learns_labels(backend, tmp_path, http_dir):
     # Annotate the first two images (one of each label) and train through /train.
     annotated = []
     for task, (label, box, _) in list(zip(tasks, specs))[:2]:
-        region = {"id": "a", "from_name": "label", "to_name": "image", "type": "rectanglelabels",
-                  "original_width": 200, "original_height": 100,
-                  "value": {**percent_box(box), "rotation": 0, "rectanglelabels": [label]}}
+        region = {
+            "id": "a",
+            "from_name": "label",
+            "to_name": "image",
+            "type": "rectanglelabels",
+            "original_width": 200,
+            "original_height": 100,
+            "value": {**percent_box(box), "rotation": 0, "rectanglelabels": [label]},
+        }
         annotated.append({**task, "annotations": [{"id": task["id"], "result": [region]}]})
     status = b.wait_trained(b.train(annotated))
     assert b.setup() == status["version"] != initial

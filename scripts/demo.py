@@ -51,8 +51,10 @@ def wait_up(url: str, proc: subprocess.Popen, timeout: float = 30) -> None:
 
 def annotated(label: str, n: int) -> list:
     result = [{"from_name": "choice", "to_name": "image", "type": "choices", "value": {"choices": [label]}}]
-    return [{"id": i, "data": {"image": f"/data/upload/1/{i}.jpg"}, "annotations": [{"result": result}]}
-            for i in range(1, n + 1)]  # fmt: skip
+    return [
+        {"id": i, "data": {"image": f"/data/upload/1/{i}.jpg"}, "annotations": [{"result": result}]}
+        for i in range(1, n + 1)
+    ]
 
 
 def main() -> int:
@@ -65,16 +67,28 @@ def main() -> int:
     out = Path(args.out).resolve()
     out.mkdir(parents=True, exist_ok=True)
     print(f"$ label-studio-ml init my_backend --root-dir {out} --force")
-    subprocess.run([str(BIN / "label-studio-ml"), "init", "my_backend", "--root-dir", str(out), "--force",
-                    "--runtime-requirement", f"lsml-runtime @ {(ROOT / 'runtime').as_uri()}"],
-                   check=True, cwd=out)  # fmt: skip
+    subprocess.run(
+        [
+            str(BIN / "label-studio-ml"),
+            "init",
+            "my_backend",
+            "--root-dir",
+            str(out),
+            "--force",
+            "--runtime-requirement",
+            f"lsml-runtime @ {(ROOT / 'runtime').as_uri()}",
+        ],
+        check=True,
+        cwd=out,
+    )
     backend = out / "my_backend"
     env = {k: v for k, v in os.environ.items() if k not in ("REDIS_URL", "REDIS_HOST")}
     env["MODEL_DIR"] = str(backend / "data" / "models")
     url = f"http://127.0.0.1:{args.port}"
     print(f"$ cd {backend} && python wsgi.py --port {args.port}")
-    proc = subprocess.Popen([sys.executable, "wsgi.py", "--host", "127.0.0.1", "--port", str(args.port)],
-                            cwd=backend, env=env)  # fmt: skip
+    proc = subprocess.Popen(
+        [sys.executable, "wsgi.py", "--host", "127.0.0.1", "--port", str(args.port)], cwd=backend, env=env
+    )
     try:
         wait_up(url, proc)
         print("GET  /health  ->", call(url, "/health"))
@@ -83,8 +97,9 @@ def main() -> int:
         tasks = [{"id": i, "data": {"image": f"/data/upload/1/{i}.jpg"}} for i in (1, 2)]
         before = call(url, "/predict", {"tasks": tasks, "project": PROJECT, "label_config": CONFIG})
         print("POST /predict ->", json.dumps(before["results"][0]))
-        job = call(url, "/train", {"annotations": annotated("Airbus", 3), "project": PROJECT,
-                                   "label_config": CONFIG})  # fmt: skip
+        job = call(
+            url, "/train", {"annotations": annotated("Airbus", 3), "project": PROJECT, "label_config": CONFIG}
+        )
         print("POST /train   ->", job)
         deadline = time.monotonic() + 30
         while True:
@@ -101,8 +116,10 @@ def main() -> int:
         print("POST /predict ->", json.dumps(after["results"][0]))
         if after_setup["model_version"] == setup["model_version"]:
             raise SystemExit("ERROR: the model version did not change after training")
-        print(f"\nOK: {backend.name} served predictions, trained to {after_setup['model_version']} "
-              f"and serves the new version. Backend: {backend}")  # fmt: skip
+        print(
+            f"\nOK: {backend.name} served predictions, trained to {after_setup['model_version']} "
+            f"and serves the new version. Backend: {backend}"
+        )
         if args.serve:
             print(f"Serving on {url} (Ctrl-C to stop)")
             proc.wait()

@@ -21,7 +21,7 @@ from . import __version__
 from .metrics import Metrics
 from .model import predict_takes_context
 from .registry import ModelLoadError, ModelRegistry
-from .response import PredictionError, dumps, normalize_predictions
+from .response import PredictionError, dumps, loads, normalize_predictions
 from .settings import Settings
 from .store import ModelStore, StoreError, check_project_id
 from .training import RQTrainer, ThreadTrainer, TrainingUnavailable, TrainRequest
@@ -67,11 +67,12 @@ def _backend() -> Backend:
 
 # ------------------------------------------------------------------ request parsing
 def _body() -> Dict[str, Any]:
-    if not request.data:
+    data = request.get_data(cache=True)  # honours MAX_CONTENT_LENGTH (413)
+    if not data:
         return {}
     try:
-        body = request.get_json(force=True, silent=False)
-    except Exception:  # werkzeug raises BadRequest with an HTML description
+        body = loads(data)
+    except (ValueError, RecursionError):
         raise ApiError(400, "bad_request", "the request body is not valid JSON") from None
     if not isinstance(body, dict):
         raise ApiError(
@@ -156,7 +157,7 @@ def predict() -> Response:
         kwargs["context"] = params.get("context")
     try:
         raw = model.predict(tasks, **kwargs)
-        results = normalize_predictions(raw, len(tasks))
+        results, foreign = normalize_predictions(raw, len(tasks), version)
     except PredictionError as exc:
         logger.error("project %s: %s returned a bad answer: %s", pid, type(model).__name__, exc)
         raise ApiError(500, "predict_failed", str(exc)) from None
@@ -165,7 +166,8 @@ def predict() -> Response:
         raise ApiError(
             500, "predict_failed", f"{type(model).__name__}.predict raised {type(exc).__name__}: {exc}"
         ) from None
-    _stamp_version(backend, results, version)
+    if foreign is not None and not backend.warned_version:
+        _warn_version(backend, foreign, version)
     backend.metrics.predicted(len(tasks))
     try:
         return _json({"results": results, "model_version": version})
@@ -173,21 +175,16 @@ def predict() -> Response:
         raise ApiError(500, "predict_failed", f"predictions are not JSON: {exc}") from None
 
 
-def _stamp_version(backend: Backend, results: list, version: str) -> None:
-    """Every prediction leaves with the served version (Label Studio dedupes on it)."""
-    for entry in results:
-        for pred in entry if isinstance(entry, list) else (entry,):
-            own = pred.get("model_version")
-            if own is not None and own != version and not backend.warned_version:
-                backend.warned_version = True
-                logger.warning(
-                    "%s stamps model_version %r on its predictions; serving them as %r, the "
-                    "version /setup reports, so Label Studio does not store duplicates",
-                    backend.model_class.__name__,
-                    own,
-                    version,
-                )
-            pred["model_version"] = version
+def _warn_version(backend: Backend, own: Any, version: str) -> None:
+    """Predictions leave with the served version (Label Studio dedupes on it): say so once."""
+    backend.warned_version = True
+    logger.warning(
+        "%s stamps model_version %r on its predictions; serving them as %r, the "
+        "version /setup reports, so Label Studio does not store duplicates",
+        backend.model_class.__name__,
+        own,
+        version,
+    )
 
 
 def _train(

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import math
-from typing import Any, Dict, List, Optional, Union
+from typing import Any, Dict, List, Optional, Tuple, Union
 
 
 class PredictionValue:
@@ -99,24 +99,37 @@ def _plain(value: Any) -> Any:
 
 
 def _prediction(entry: Any, index: int) -> Dict[str, Any]:
-    if isinstance(entry, PredictionValue):
-        entry = entry.model_dump()
-    elif not isinstance(entry, dict):
-        dump = getattr(entry, "model_dump", None)
-        if not callable(dump):
-            raise PredictionError(
-                f"prediction {index} is a {type(entry).__name__}, expected a dict with 'result'"
-            )
-        entry = dump()
-    if "result" not in entry:
+    if type(entry) is not dict:
+        if isinstance(entry, PredictionValue):
+            entry = entry.model_dump()
+        elif isinstance(entry, dict):
+            entry = dict(entry)
+        else:
+            dump = getattr(entry, "model_dump", None)
+            if not callable(dump):
+                raise PredictionError(
+                    f"prediction {index} is a {type(entry).__name__}, expected a dict with 'result'"
+                )
+            entry = dump()
+    result = entry.get("result", _MISSING)
+    if result is _MISSING:
         raise PredictionError(f"prediction {index} has no 'result' key")
-    if not isinstance(entry["result"], list):
+    if type(result) is not list and not isinstance(result, list):
         raise PredictionError(f"prediction {index}: 'result' must be a list")
     return entry
 
 
-def normalize_predictions(raw: Any, n_tasks: int) -> List[Union[Dict[str, Any], List[Any]]]:
-    """Return one entry per task: a prediction dict or a list of prediction dicts.
+_MISSING = object()
+
+
+def normalize_predictions(
+    raw: Any, n_tasks: int, version: Optional[str] = None
+) -> Tuple[List[Union[Dict[str, Any], List[Any]]], Optional[str]]:
+    """Return one entry per task (a prediction dict or a list of them), stamped with ``version``.
+
+    Returns:
+        The entries, and a version the model stamped itself that differs from ``version``
+        (None if there was none), so the caller can warn once.
 
     Raises:
         PredictionError: the model returned the wrong number of predictions or bad values.
@@ -137,13 +150,21 @@ def normalize_predictions(raw: Any, n_tasks: int) -> List[Union[Dict[str, Any], 
             "return exactly one per task, in order (use {'result': []} for none)"
         )
     out: List[Union[Dict[str, Any], List[Any]]] = []
+    foreign: Optional[str] = None
     for i, entry in enumerate(raw):
         if isinstance(entry, (list, tuple)):
-            preds = [_prediction(e, i) for e in entry]
-            out.append(preds if preds else {"result": [], "score": None})
+            preds = [_prediction(e, i) for e in entry] or [{"result": [], "score": None}]
+            out.append(preds)
         else:
-            out.append(_prediction(entry, i))
-    return out
+            preds = [_prediction(entry, i)]
+            out.append(preds[0])
+        if version is not None:
+            for pred in preds:
+                own = pred.get("model_version")
+                if own is not None and own != version:
+                    foreign = own
+                pred["model_version"] = version
+    return out, foreign
 
 
 def _json_default(value: Any) -> Any:
@@ -153,15 +174,37 @@ def _json_default(value: Any) -> Any:
     return plain
 
 
-def dumps(payload: Any) -> str:
+try:  # orjson serialises about 5x faster than the stdlib; the stdlib path gives the same bytes' meaning
+    import orjson as _orjson
+except ImportError:  # pragma: no cover - orjson is a dependency, but keep working without it
+    _orjson = None
+
+
+def dumps(payload: Any) -> bytes:
     """Serialise a response: numpy values and prediction objects become JSON-native, NaN null.
 
     Raises:
         PredictionError: a value cannot be represented in JSON.
     """
+    if _orjson is not None:
+        try:
+            return _orjson.dumps(payload, default=_json_default, option=_orjson.OPT_SERIALIZE_NUMPY)
+        except _orjson.JSONEncodeError as exc:
+            raise PredictionError(str(exc)) from None
     try:
-        return json.dumps(payload, default=_json_default, allow_nan=False, separators=(",", ":"))
+        text = json.dumps(payload, default=_json_default, allow_nan=False, separators=(",", ":"))
     except ValueError:  # NaN or infinity somewhere: rare, so clean the whole payload
-        return json.dumps(_plain(payload), allow_nan=False, separators=(",", ":"))
+        text = json.dumps(_plain(payload), allow_nan=False, separators=(",", ":"))
     except TypeError as exc:
         raise PredictionError(str(exc)) from None
+    return text.encode("utf-8")
+
+
+def loads(data: bytes) -> Any:
+    """Parse a request body (orjson when available; the stdlib for what orjson refuses)."""
+    if _orjson is not None:
+        try:
+            return _orjson.loads(data)
+        except _orjson.JSONDecodeError:
+            pass  # e.g. integers beyond 64 bits: let the stdlib decide
+    return json.loads(data)

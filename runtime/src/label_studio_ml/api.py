@@ -14,7 +14,7 @@ import re
 import time
 from typing import Any, Dict, Optional, Tuple
 
-from flask import Blueprint, Flask, Response, current_app, g, request
+from flask import Blueprint, Flask, Response, current_app, request
 from werkzeug.exceptions import HTTPException
 
 from . import __version__
@@ -56,6 +56,8 @@ class Backend:
         self.registry = ModelRegistry(model_class, self.store, model_kwargs)
         trainer_class = RQTrainer if settings.production else ThreadTrainer
         self.trainer = trainer_class(model_class, self.store, settings, model_kwargs)
+        if isinstance(self.trainer, ThreadTrainer):
+            self.trainer.on_finished = self.registry.invalidate
         self.metrics = Metrics()
         self.passes_context = predict_takes_context(model_class)
         self.warned_version = False
@@ -133,7 +135,7 @@ def setup() -> Response:
     backend.registry.update_info(
         pid, body.get("hostname"), body.get("access_token"), body.get("extra_params")
     )
-    _, version = backend.registry.get(pid, schema)
+    _, version = backend.registry.get(pid, schema, fresh=True)
     return _json({"model_version": version})
 
 
@@ -220,7 +222,7 @@ def webhook() -> Response:
     if action not in backend.model_class.TRAIN_EVENTS:
         return _json({"status": "ignored", "action": action[:64]})
     pid = project_id_of(body.get("project"))
-    if not g.get("authenticated", True) and not backend.store.has_project(pid):
+    if not request.environ.get("lsml.authenticated", True) and not backend.store.has_project(pid):
         # Label Studio's own webhooks carry no credentials; they may only train known projects.
         raise ApiError(404, "not_found", f"project {pid} is unknown to this backend")
     data = {k: v for k, v in body.items() if k != "action"}
@@ -307,28 +309,59 @@ def metrics() -> Response:
 
 
 # ------------------------------------------------------------------ auth and errors
-def _check_auth() -> Optional[Response]:
-    settings: Settings = _backend().settings
-    if not settings.basic_auth:
-        return None
-    header = request.headers.get("Authorization", "")
-    ok = False
-    if header.startswith("Basic "):
+class _Gate:
+    """WSGI middleware in front of Flask: HTTP Basic auth and request metrics.
+
+    Doing this outside Flask's dispatch keeps the per-request cost of both to a few
+    microseconds (``/predict`` for one task is dominated by fixed costs).
+    """
+
+    def __init__(self, wsgi_app: Any, backend: Backend, routes: frozenset) -> None:
+        self.wsgi_app, self.backend, self.routes = wsgi_app, backend, routes
+        settings = backend.settings
+        self.auth = settings.basic_auth
+        self.user = (settings.basic_auth_user or "").encode()
+        self.password = (settings.basic_auth_pass or "").encode()
+
+    def _authorized(self, header: str) -> bool:
+        if not header.startswith("Basic "):
+            return False
         try:
-            user, _, password = base64.b64decode(header[6:]).decode("utf-8").partition(":")
-        except (binascii.Error, UnicodeDecodeError):
-            user, password = "", ""
-        ok = hmac.compare_digest(user.encode(), (settings.basic_auth_user or "").encode())
-        ok &= hmac.compare_digest(password.encode(), (settings.basic_auth_pass or "").encode())
-    g.authenticated = ok
-    if ok or (request.path == "/webhook" and request.method == "POST" and not header):
-        return None  # Label Studio's webhooks come without credentials: restricted in webhook()
-    return _error(
-        401,
-        "unauthorized",
-        "valid HTTP Basic credentials are required",
-        {"WWW-Authenticate": 'Basic realm="Label Studio ML backend"'},
-    )
+            user, _, password = base64.b64decode(header[6:], validate=True).partition(b":")
+        except (binascii.Error, ValueError):
+            return False
+        # both comparisons always run, in constant time for equal lengths
+        ok_user = hmac.compare_digest(user, self.user)
+        ok_password = hmac.compare_digest(password, self.password)
+        return ok_user and ok_password
+
+    def __call__(self, environ: Dict[str, Any], start_response: Any) -> Any:
+        started = time.perf_counter()
+        path, method = environ.get("PATH_INFO", ""), environ.get("REQUEST_METHOD", "")
+        route = path if path in self.routes else "unmatched"
+        if self.auth:
+            header = environ.get("HTTP_AUTHORIZATION", "")
+            ok = self._authorized(header)
+            environ["lsml.authenticated"] = ok
+            # Label Studio's webhooks come without credentials: what they may do is restricted in webhook()
+            if not ok and not (path == "/webhook" and method == "POST" and not header):
+                body = dumps({"error": "unauthorized", "detail": "valid HTTP Basic credentials are required"})
+                start_response("401 UNAUTHORIZED", [
+                    ("Content-Type", "application/json"), ("Content-Length", str(len(body))),
+                    ("WWW-Authenticate", 'Basic realm="Label Studio ML backend"'),
+                ])  # fmt: skip
+                self.backend.metrics.observe(route, method, 401, time.perf_counter() - started)
+                return [body]
+        status: list = []
+
+        def recording_start_response(code: str, headers: Any, exc_info: Any = None) -> Any:
+            status.append(code)
+            return start_response(code, headers, exc_info)
+
+        result = self.wsgi_app(environ, recording_start_response)
+        code = int(status[0][:3]) if status else 500
+        self.backend.metrics.observe(route, method, code, time.perf_counter() - started)
+        return result
 
 
 def _handle_api_error(exc: ApiError) -> Response:
@@ -358,19 +391,6 @@ def _handle_other(exc: Exception) -> Response:
     return _error(500, "internal_error", f"{type(exc).__name__}; see the backend log")
 
 
-def _start_timer() -> Optional[Response]:
-    g.started = time.perf_counter()
-    return _check_auth()
-
-
-def _record(response: Response) -> Response:
-    started = g.get("started")
-    if started is not None:
-        rule = request.url_rule.rule if request.url_rule else "unmatched"
-        _backend().metrics.observe(rule, request.method, response.status_code, time.perf_counter() - started)
-    return response
-
-
 # ------------------------------------------------------------------ factory
 def create_app(
     model_class: type, settings: Optional[Settings] = None, model_kwargs: Optional[Dict[str, Any]] = None
@@ -392,8 +412,9 @@ def create_app(
     app.json.sort_keys = False  # type: ignore[attr-defined]
     app.extensions["lsml"] = Backend(model_class, settings, model_kwargs)
     app.register_blueprint(bp)
-    app.before_request(_start_timer)
-    app.after_request(_record)
+    backend = app.extensions["lsml"]
+    routes = frozenset(rule.rule for rule in app.url_map.iter_rules())
+    app.wsgi_app = _Gate(app.wsgi_app, backend, routes)  # type: ignore[method-assign]
     app.register_error_handler(ApiError, _handle_api_error)
     app.register_error_handler(HTTPException, _handle_http)
     app.register_error_handler(Exception, _handle_other)

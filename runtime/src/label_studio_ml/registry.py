@@ -7,9 +7,9 @@ config changes.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import threading
+import time
 from dataclasses import dataclass, field
 from typing import Any, Dict, Optional, Tuple
 
@@ -26,9 +26,10 @@ class ModelLoadError(RuntimeError):
 @dataclass
 class _Entry:
     version: Optional[str]
-    config_hash: str
+    config: Optional[str]
     model: LabelStudioMLBase
     served_version: str
+    checked: float = 0.0
 
 
 @dataclass
@@ -38,10 +39,6 @@ class ProjectInfo:
     hostname: Optional[str] = None
     access_token: Optional[str] = field(default=None, repr=False)
     extra_params: Dict[str, Any] = field(default_factory=dict)
-
-
-def _hash(config: Optional[str]) -> str:
-    return hashlib.sha1((config or "").encode("utf-8")).hexdigest()
 
 
 class ModelRegistry:
@@ -58,6 +55,7 @@ class ModelRegistry:
         self.info: Dict[str, ProjectInfo] = {}
         self._locks: Dict[str, threading.Lock] = {}
         self._guard = threading.Lock()
+        self.check_interval = 0.5
 
     def _lock(self, project_id: str) -> threading.Lock:
         with self._guard:
@@ -76,25 +74,43 @@ class ModelRegistry:
                 self._configs[project_id] = stored
         return self._configs.get(project_id)
 
-    def get(self, project_id: str, label_config: Optional[str] = None) -> Tuple[LabelStudioMLBase, str]:
-        """The live model of a project and the version it serves."""
+    def get(
+        self, project_id: str, label_config: Optional[str] = None, fresh: bool = False
+    ) -> Tuple[LabelStudioMLBase, str]:
+        """The live model of a project and the version it serves.
+
+        The store is asked for a newer version at most every ``check_interval`` seconds, or
+        every time with ``fresh`` (``/setup``, which Label Studio calls before each batch).
+        """
+        entry = self._entries.get(project_id)
+        now = time.monotonic()
+        if (
+            entry is not None
+            and not fresh
+            and now - entry.checked < self.check_interval
+            and (label_config is None or label_config == entry.config)
+        ):
+            return entry.model, entry.served_version
         config = self.remember_config(project_id, label_config)
         version = self.store.latest(project_id)
-        config_hash = _hash(config)
-        entry = self._entries.get(project_id)
-        if entry and entry.version == version and entry.config_hash == config_hash:
+        if entry and entry.version == version and entry.config == config:
+            entry.checked = now
             return entry.model, entry.served_version
         with self._lock(project_id):
             entry = self._entries.get(project_id)
-            if entry and entry.version == version and entry.config_hash == config_hash:
-                return entry.model, entry.served_version
-            entry = self._build(project_id, version, config, config_hash)
-            self._entries[project_id] = entry
+            if not (entry and entry.version == version and entry.config == config):
+                entry = self._build(project_id, version, config)
+                self._entries[project_id] = entry
+            entry.checked = time.monotonic()
             return entry.model, entry.served_version
 
-    def _build(
-        self, project_id: str, version: Optional[str], config: Optional[str], config_hash: str
-    ) -> _Entry:
+    def invalidate(self, project_id: str) -> None:
+        """Make the next request look for a new version (a training run just ended here)."""
+        entry = self._entries.get(project_id)
+        if entry is not None:
+            entry.checked = 0.0
+
+    def _build(self, project_id: str, version: Optional[str], config: Optional[str]) -> _Entry:
         info = self.info.get(project_id, ProjectInfo())
         workdir = str(self.store.version_dir(project_id, version)) if version else None
         try:
@@ -117,7 +133,7 @@ class ModelRegistry:
         served = version or model.get("model_version") or model.INITIAL_MODEL_VERSION
         model._served_version = served
         logger.info("project %s: serving %s version %s", project_id, self.model_class.__name__, served)
-        return _Entry(version, config_hash, model, served)
+        return _Entry(version, config, model, served)
 
     def update_info(self, project_id: str, hostname: Any, access_token: Any, extra_params: Any) -> None:
         """Keep what ``/setup`` sent and hand it to the live model without rebuilding it."""

@@ -198,6 +198,7 @@ class ThreadTrainer:
         self._lock = threading.Lock()
         self._running: Dict[str, str] = {}
         self._pending: Dict[str, Tuple[TrainRequest, str]] = {}
+        self.on_finished: Optional[Any] = None  # called with the project id after each run
 
     def submit(self, request: TrainRequest) -> Tuple[str, str]:
         """Start or queue a run; returns ``(status, job_id)``: ``queued`` or ``coalesced``."""
@@ -228,6 +229,8 @@ class ThreadTrainer:
             # a failure is recorded in status.json and the log by execute()
             with contextlib.suppress(BaseException):
                 execute(self.model_class, self.store, self.settings, request, job_id, self.model_kwargs)
+            if self.on_finished is not None:
+                self.on_finished(pid)
             with self._lock:
                 follow = self._pending.pop(pid, None)
                 if follow is None:

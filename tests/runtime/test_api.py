@@ -255,3 +255,18 @@ def test_metrics_count_requests_and_tasks(serve, seed_class):
     text = server.get("/metrics").text
     assert "lsml_predicted_tasks_total 7" in text
     assert 'lsml_http_requests_total{route="/predict",method="POST",status="200"} 2' in text
+
+
+def test_init_app_keeps_old_wsgi_files_working(tmp_path, seed_class):
+    from label_studio_ml.api import init_app
+
+    app = init_app(seed_class, model_dir=str(tmp_path / "old"), redis_queue="q1", threshold=0.5)
+    backend = app.extensions["lsml"]
+    assert backend.settings.model_dir == str(tmp_path / "old")
+    assert backend.settings.rq_queue_name == "q1" and not backend.settings.production
+    assert backend.registry.model_kwargs == {"threshold": 0.5}
+    client = app.test_client()
+    r = client.post("/predict", json={"tasks": [{"id": 1}], "project": "3.1", "label_config": SEED_CONFIG})
+    assert r.status_code == 200 and r.json["results"][0]["result"][0]["value"]["choices"] == ["Boeing"]
+    model, _ = backend.registry.get("3")
+    assert model.threshold == 0.5, "--with style kwargs reach the model as attributes"

@@ -77,6 +77,9 @@ class Backend:
             status = self.client.get(f"/training?project={pid}").get_json()
             if status.get("job_id") == job_id and status["status"] in ("succeeded", "failed"):
                 assert status["status"] == "succeeded", status
+                # Like Label Studio before each batch: /setup, which always looks for the newest
+                # version (/predict alone may serve the previous one for up to 0.5 s).
+                assert self.setup() == status["version"]
                 return status
             time.sleep(0.05)
         raise AssertionError(f"training {job_id} did not finish within {timeout} s: {status}")

@@ -178,7 +178,8 @@ class Current(LabelStudioMLBase):
         return ModelResponse(predictions=[{"result": [], "score": float(count)} for _ in tasks])
 
     def fit(self, event, data, **kwargs):
-        EVENTS.append((event, sorted(data), self.label_config is not None, kwargs.get("workdir")))
+        EVENTS.append((event, sorted(data), self.label_config is not None, kwargs.get("workdir"),
+                       kwargs.get("annotations")))
         self.set("seen", str(int(self.get("seen") or "0") + 1))
         return {"event": event}
 """
@@ -198,7 +199,7 @@ def test_current_style_webhook_training(serve, tmp_path):
     assert r.elapsed.total_seconds() < 1
     status = wait_done(server)
     assert status["status"] == "succeeded"
-    event, keys, had_config, workdir = events[0]
+    event, keys, had_config, workdir, annotations = events[0]
     assert event == "START_TRAINING" and keys == ["project"] and had_config
     assert workdir and workdir.endswith(status["version"])
     setup = server.post("/setup", json={"project": PROJECT, "schema": SEED_CONFIG}).json()
@@ -215,8 +216,17 @@ def test_current_style_webhook_training(serve, tmp_path):
             "task": {"id": 1},
         },
     )
-    wait_done(server)
+    done = wait_done(server)
     assert [e[0] for e in events] == ["START_TRAINING", "ANNOTATION_CREATED"]
+    # no /setup in between: the next /predict already serves the new version
+    p = server.post("/predict", json={"tasks": [{"id": 1}], "project": PROJECT}).json()
+    assert p["results"][0]["model_version"] == done["version"] and p["results"][0]["score"] == 2.0
+    # legacy /train hands its annotations to a current-style fit that accepts them
+    server.post(
+        "/train", json={"annotations": [{"id": 9, "annotations": [{"result": []}]}], "project": PROJECT}
+    )
+    wait_done(server)
+    assert events[-1][4] == [{"id": 9, "annotations": [{"result": []}]}] and annotations is None
 
 
 def test_model_without_fit_reports_why(serve, tmp_path):

@@ -57,7 +57,7 @@ class Backend:
         trainer_class = RQTrainer if settings.production else ThreadTrainer
         self.trainer = trainer_class(model_class, self.store, settings, model_kwargs)
         if isinstance(self.trainer, ThreadTrainer):
-            self.trainer.on_finished = self.registry.invalidate
+            self.trainer.on_commit = self.registry.invalidate
         self.metrics = Metrics()
         self.passes_context = predict_takes_context(model_class)
         self.warned_version = False

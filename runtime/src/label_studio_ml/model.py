@@ -20,6 +20,11 @@ import logging
 import os
 import tempfile
 import threading
+
+try:
+    import fcntl
+except ImportError:  # pragma: no cover - Windows: in-process lock only
+    fcntl = None  # type: ignore[assignment]
 from pathlib import Path
 from typing import Any, Dict, Iterator, List, Optional
 
@@ -182,14 +187,17 @@ class LabelStudioMLBase:
         """Store a string value for this project; it persists across restarts and processes."""
         if not isinstance(value, str):
             raise ValueError(f"set({key!r}, ...) takes a str value, got {type(value).__name__}")
-        with _kv_lock:
-            data = dict(self._kv_read())
-            data[key] = value
-            path = self._kv_path()
-            if path is None:
-                self._kv_memory = data
-                return
-            path.parent.mkdir(parents=True, exist_ok=True)
+        path = self._kv_path()
+        if path is None:
+            with _kv_lock:
+                self._kv_memory = {**self._kv_read(), key: value}
+            return
+        path.parent.mkdir(parents=True, exist_ok=True)
+        # a file lock: API processes and training workers may write the same project's cache
+        with _kv_lock, open(path.with_name(".kv.lock"), "a+") as lock:
+            if fcntl is not None:
+                fcntl.flock(lock, fcntl.LOCK_EX)
+            data = {**self._kv_read(), key: value}
             fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".kv-", suffix=".tmp")
             with os.fdopen(fd, "w", encoding="utf-8") as fh:
                 json.dump(data, fh)
@@ -213,6 +221,22 @@ class LabelStudioMLBase:
         return get_local_path(
             url, hostname=self.hostname, access_token=self.access_token, task_id=task_id, **kwargs
         )
+
+    def get_annotated_tasks(self, project_id: Any = None) -> List[Dict[str, Any]]:
+        """Fetch this project's annotated tasks from Label Studio (export format).
+
+        Uses ``LABEL_STUDIO_URL``/``LABEL_STUDIO_API_KEY`` when set, else what ``/setup`` sent.
+        Current-style ``fit(event, data)`` can call it on ``START_TRAINING``, which carries no
+        annotations.
+        """
+        from .lsclient import make_client
+        from .settings import Settings
+
+        settings = Settings.from_env()
+        client = make_client(
+            settings.label_studio_url, settings.label_studio_api_key, self.hostname, self.access_token
+        )
+        return client.get_annotated_tasks(project_id or self.project_id)
 
     def process_event(self, event: str, data: Any, job_id: Any = None, additional_params: Any = None) -> Any:
         """Old SDK entry point: call ``fit`` for training events."""

@@ -19,7 +19,7 @@ import logging
 import threading
 import time
 import uuid
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
 from .lsclient import LabelStudioError, make_client
 from .model import accepted_kwargs, build_model, fit_style
@@ -96,6 +96,7 @@ def execute(
     request: TrainRequest,
     job_id: str,
     model_kwargs: Optional[Dict[str, Any]] = None,
+    on_commit: Optional[Callable[[str], None]] = None,
 ) -> Dict[str, Any]:
     """Run one training and record it. Returns the final status; raises if ``fit`` failed."""
     pid = request.project_id
@@ -139,6 +140,8 @@ def execute(
             options.update(event=request.event, data=request.data)
             result = model.fit(annotations, **accepted_kwargs(model.fit, options))
         else:
+            if request.annotations is not None:  # legacy /train carries them: offer them
+                options["annotations"] = request.annotations
             result = model.fit(request.event, request.data, **accepted_kwargs(model.fit, options))
         train_output = result if isinstance(result, dict) else {}
         json.dumps(train_output)  # fail here, not at load time, if it is not JSON
@@ -156,6 +159,8 @@ def execute(
                 "model_class": model_class.__name__,
             },
         )
+        if on_commit is not None:
+            on_commit(pid)  # before "succeeded" is visible: no window where the old model serves
         logger.info(
             "project %s: training %s produced version %s in %.1fs", pid, job_id, version, ended - started
         )
@@ -198,7 +203,7 @@ class ThreadTrainer:
         self._lock = threading.Lock()
         self._running: Dict[str, str] = {}
         self._pending: Dict[str, Tuple[TrainRequest, str]] = {}
-        self.on_finished: Optional[Any] = None  # called with the project id after each run
+        self.on_commit: Optional[Callable[[str], None]] = None  # called when a version lands
 
     def submit(self, request: TrainRequest) -> Tuple[str, str]:
         """Start or queue a run; returns ``(status, job_id)``: ``queued`` or ``coalesced``."""
@@ -228,9 +233,10 @@ class ThreadTrainer:
         while True:
             # a failure is recorded in status.json and the log by execute()
             with contextlib.suppress(BaseException):
-                execute(self.model_class, self.store, self.settings, request, job_id, self.model_kwargs)
-            if self.on_finished is not None:
-                self.on_finished(pid)
+                execute(
+                    self.model_class, self.store, self.settings, request, job_id, self.model_kwargs,
+                    on_commit=self.on_commit,
+                )  # fmt: skip
             with self._lock:
                 follow = self._pending.pop(pid, None)
                 if follow is None:

@@ -151,6 +151,10 @@ def cmd_worker(args: argparse.Namespace) -> int:
     from redis import Redis
     from rq import Queue, Worker
 
+    if args.nice:
+        # training yields the CPU to the API processes on the same machine (predictions first)
+        os.nice(args.nice)
+
     logging.basicConfig(
         level=settings.log_level, format="[%(asctime)s] [%(levelname)s] [%(name)s] %(message)s"
     )
@@ -193,6 +197,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("dir", help="the backend directory (holds model.py)")
     p.add_argument("--burst", action="store_true", help="exit when the queue is empty")
     p.add_argument("--queue", help="queue name (default: RQ_QUEUE_NAME)")
+    p.add_argument(
+        "--nice", type=int, default=10, help="CPU niceness added to the worker (default 10; 0 = none)"
+    )
     p.set_defaults(func=cmd_worker)
     return parser
 

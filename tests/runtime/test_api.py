@@ -253,8 +253,8 @@ def test_metrics_count_requests_and_tasks(serve, seed_class):
     server.post("/predict", json=predict_body(4))
     server.post("/predict", json=predict_body(3))
     text = server.get("/metrics").text
-    assert "lsml_predicted_tasks_total 7" in text
-    assert 'lsml_http_requests_total{route="/predict",method="POST",status="200"} 2' in text
+    assert "lsml_predicted_tasks_total 7.0" in text
+    assert 'lsml_http_requests_total{method="POST",route="/predict",status="200"} 2.0' in text
 
 
 def test_init_app_keeps_old_wsgi_files_working(tmp_path, seed_class):

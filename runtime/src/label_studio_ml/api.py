@@ -18,6 +18,7 @@ from flask import Blueprint, Flask, Response, current_app, request
 from werkzeug.exceptions import HTTPException
 
 from . import __version__
+from .metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from .metrics import Metrics
 from .model import predict_takes_context
 from .registry import ModelLoadError, ModelRegistry
@@ -59,6 +60,8 @@ class Backend:
         if isinstance(self.trainer, ThreadTrainer):
             self.trainer.on_commit = self.registry.invalidate
         self.metrics = Metrics()
+        if isinstance(self.trainer, ThreadTrainer):
+            self.trainer.metrics = self.metrics  # runs finish in this process: count them here
         self.passes_context = predict_takes_context(model_class)
         self.warned_version = False
 
@@ -170,7 +173,7 @@ def predict() -> Response:
         ) from None
     if foreign is not None and not backend.warned_version:
         _warn_version(backend, foreign, version)
-    backend.metrics.predicted(len(tasks))
+    backend.metrics.predicted(len(tasks), sum(len(r) if isinstance(r, list) else 1 for r in results))
     try:
         return _json({"results": results, "model_version": version})
     except PredictionError as exc:
@@ -303,9 +306,21 @@ def is_training() -> Response:
     )
 
 
+def _served_version(backend: Backend, pid: str) -> str:
+    """What /setup would answer, without building a model (the registry's rule)."""
+    latest = backend.store.latest(pid)
+    if latest:
+        return latest
+    own = backend.store.read_json(pid, "kv.json").get("model_version")
+    return own if isinstance(own, str) and own else str(backend.model_class.INITIAL_MODEL_VERSION)
+
+
 @bp.get("/metrics")
 def metrics() -> Response:
-    return Response(_backend().metrics.render(), mimetype="text/plain; version=0.0.4")
+    backend = _backend()
+    versions = {pid: _served_version(backend, pid) for pid in backend.store.projects()}
+    body = backend.metrics.render(versions, backend.trainer.queue_length(), backend.trainer.mode)
+    return Response(body, content_type=METRICS_CONTENT_TYPE)
 
 
 # ------------------------------------------------------------------ auth and errors

@@ -22,6 +22,7 @@ import uuid
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
 from .lsclient import LabelStudioError, make_client
+from .metrics import record_training
 from .model import accepted_kwargs, build_model, fit_style
 from .settings import Settings
 from .store import ModelStore
@@ -97,8 +98,13 @@ def execute(
     job_id: str,
     model_kwargs: Optional[Dict[str, Any]] = None,
     on_commit: Optional[Callable[[str], None]] = None,
+    metrics: Any = None,
 ) -> Dict[str, Any]:
-    """Run one training and record it. Returns the final status; raises if ``fit`` failed."""
+    """Run one training and record it. Returns the final status; raises if ``fit`` failed.
+
+    The run is counted in the Prometheus metrics of this process (``metrics``, else the
+    process-wide set: the RQ work horse writes to ``PROMETHEUS_MULTIPROC_DIR``).
+    """
     pid = request.project_id
     started = _now()
     store.update_status(
@@ -164,6 +170,7 @@ def execute(
         logger.info(
             "project %s: training %s produced version %s in %.1fs", pid, job_id, version, ended - started
         )
+        _record(metrics, "succeeded", ended - started)
         return store.update_status(
             pid,
             status="succeeded",
@@ -183,7 +190,15 @@ def execute(
         store.update_status(
             pid, status="failed", error=message, ended_at=ended, duration_s=round(ended - started, 3)
         )
+        _record(metrics, "failed", ended - started)
         raise
+
+
+def _record(metrics: Any, outcome: str, seconds: float) -> None:
+    if metrics is not None:
+        metrics.training_finished(outcome, seconds)
+    else:
+        record_training(outcome, seconds)
 
 
 class ThreadTrainer:
@@ -204,6 +219,7 @@ class ThreadTrainer:
         self._running: Dict[str, str] = {}
         self._pending: Dict[str, Tuple[TrainRequest, str]] = {}
         self.on_commit: Optional[Callable[[str], None]] = None  # called when a version lands
+        self.metrics: Any = None  # the app's Metrics: runs are counted there
 
     def submit(self, request: TrainRequest) -> Tuple[str, str]:
         """Start or queue a run; returns ``(status, job_id)``: ``queued`` or ``coalesced``."""
@@ -235,7 +251,7 @@ class ThreadTrainer:
             with contextlib.suppress(BaseException):
                 execute(
                     self.model_class, self.store, self.settings, request, job_id, self.model_kwargs,
-                    on_commit=self.on_commit,
+                    on_commit=self.on_commit, metrics=self.metrics,
                 )  # fmt: skip
             with self._lock:
                 follow = self._pending.pop(pid, None)
@@ -249,6 +265,11 @@ class ThreadTrainer:
     def is_active(self, project_id: str) -> bool:
         with self._lock:
             return project_id in self._running
+
+    def queue_length(self) -> int:
+        """1 while a run is active or waiting in this process, else 0 (for /metrics)."""
+        with self._lock:
+            return 1 if self._running or self._pending else 0
 
     def wait_idle(self, timeout: float = 30.0) -> bool:
         """Block until no run is active (tests and shutdown)."""
@@ -323,6 +344,15 @@ class RQTrainer:
             ) from None
         self.store.update_status(pid, pending_job_id=job_id, queued_at=_now())
         return "queued", job_id
+
+    def queue_length(self) -> Optional[int]:
+        """Jobs waiting in the RQ queue (None when Redis does not answer), for /metrics."""
+        from redis.exceptions import RedisError
+
+        try:
+            return int(self.queue.count)
+        except RedisError:
+            return None
 
     def worker_alive(self, project_id: str) -> Optional[bool]:
         """Whether a worker holds the project's run lock (None when Redis does not answer)."""

@@ -16,6 +16,7 @@ import dataclasses
 import importlib
 import json
 import logging
+import os
 import threading
 import time
 import uuid
@@ -29,7 +30,17 @@ from .store import ModelStore
 
 logger = logging.getLogger(__name__)
 
-LOCK_TTL = 30  # seconds; a running job refreshes its project lock every LOCK_TTL / 3
+
+def _lock_ttl(raw: Optional[str]) -> int:
+    try:
+        return max(int(raw or 30), 2)
+    except ValueError:
+        return 30
+
+
+# Seconds; a running job refreshes its project lock every LOCK_TTL / 3, and a job whose worker
+# died is reported failed once the lock expires. LSML_LOCK_TTL (worker env) shortens it for tests.
+LOCK_TTL = _lock_ttl(os.environ.get("LSML_LOCK_TTL"))
 
 
 class TrainingUnavailable(RuntimeError):

@@ -18,6 +18,7 @@ from flask import Blueprint, Flask, Response, current_app, request
 from werkzeug.exceptions import HTTPException
 
 from . import __version__
+from .label_config import LabelConfigError, parse_xml
 from .metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from .metrics import Metrics
 from .model import predict_takes_context
@@ -86,7 +87,7 @@ def _body() -> Dict[str, Any]:
     return body
 
 
-_PROJECT_RE = re.compile(r"^([A-Za-z0-9_-]{1,64})(?:\.\d+)?$")
+_PROJECT_RE = re.compile(r"([A-Za-z0-9_-]{1,64})(?:\.[0-9]+)?")  # ASCII only, whole string
 
 
 def project_id_of(value: Any) -> str:
@@ -99,12 +100,37 @@ def project_id_of(value: Any) -> str:
         raise ApiError(
             400, "bad_request", f"'project' must be a string like '12.1719830400', got {type(value).__name__}"
         )
-    match = _PROJECT_RE.match(str(value))
+    match = _PROJECT_RE.fullmatch(str(value))
     if not match:
         raise ApiError(
             400, "bad_request", f"'project' {str(value)[:80]!r} is not a project id like '12.1719830400'"
         )
     return check_project_id(match.group(1))
+
+
+def _check_config(backend: Backend, pid: str, config: Optional[str]) -> None:
+    """A config not seen before must be well-formed XML before it is stored for the project."""
+    if config and backend.registry.remember_config(pid, None) != config:
+        try:
+            parse_xml(config)
+        except LabelConfigError as exc:
+            raise ApiError(400, "bad_request", f"the labeling config: {exc}") from None
+
+
+def _live_model(backend: Backend, pid: str, config: Optional[str], fresh: bool = False) -> Tuple[Any, str]:
+    """The project's live model; a model that cannot be built without a config is a 400."""
+    _check_config(backend, pid, config)
+    try:
+        return backend.registry.get(pid, config, fresh=fresh)
+    except ModelLoadError as exc:
+        if backend.registry.remember_config(pid, None) is None:
+            raise ApiError(
+                400,
+                "bad_request",
+                f"{exc}, and project {pid} has no labeling config yet: send it as 'schema' "
+                "(/setup) or 'label_config' (/predict), as Label Studio does",
+            ) from None
+        raise
 
 
 def _optional_str(body: Dict[str, Any], key: str) -> Optional[str]:
@@ -138,7 +164,7 @@ def setup() -> Response:
     backend.registry.update_info(
         pid, body.get("hostname"), body.get("access_token"), body.get("extra_params")
     )
-    _, version = backend.registry.get(pid, schema, fresh=True)
+    _, version = _live_model(backend, pid, schema, fresh=True)
     return _json({"model_version": version})
 
 
@@ -156,7 +182,7 @@ def predict() -> Response:
     params = body.get("params") or {}
     if not isinstance(params, dict):
         raise ApiError(400, "bad_request", "'params' must be a JSON object")
-    model, version = backend.registry.get(pid, config)
+    model, version = _live_model(backend, pid, config)
     kwargs = {k: v for k, v in params.items() if k != "context" and isinstance(k, str)}
     if backend.passes_context:
         kwargs["context"] = params.get("context")
@@ -243,6 +269,7 @@ def train() -> Response:
     pid = project_id_of(body.get("project"))
     config = _optional_str(body, "label_config")
     if config:
+        _check_config(_backend(), pid, config)
         _backend().registry.remember_config(pid, config)
     return _train(pid, "START_TRAINING", {}, annotations=annotations, label_config=config)
 
@@ -321,6 +348,13 @@ def metrics() -> Response:
     versions = {pid: _served_version(backend, pid) for pid in backend.store.projects()}
     body = backend.metrics.render(versions, backend.trainer.queue_length(), backend.trainer.mode)
     return Response(body, content_type=METRICS_CONTENT_TYPE)
+
+
+@bp.get("/openapi.json")
+def openapi() -> Response:
+    from .openapi import build_spec
+
+    return _json(build_spec(title=f"{_backend().model_class.__name__} (Label Studio ML backend)"))
 
 
 # ------------------------------------------------------------------ auth and errors

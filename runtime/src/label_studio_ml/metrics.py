@@ -32,7 +32,7 @@ TRAINING_BUCKETS = (0.1, 0.5, 1, 5, 10, 30, 60, 300, 600, 1800, 3600, 3 * 3600, 
 
 def multiprocess_dir() -> Optional[str]:
     """The shared sample directory, or None (per-process registry)."""
-    return os.environ.get("PROMETHEUS_MULTIPROC_DIR") or os.environ.get("prometheus_multiproc_dir") or None
+    return os.environ.get("PROMETHEUS_MULTIPROC_DIR") or None
 
 
 class _Instruments:
@@ -45,7 +45,7 @@ class _Instruments:
             ["route", "method", "status"], **kw,
         )  # fmt: skip
         self.latency = Histogram(
-            "lsml_http_request_duration_seconds", "Time to answer HTTP requests, by route, method and status.",
+            "lsml_http_request_duration_seconds", "Time to answer HTTP requests by route, method, status.",
             ["route", "method", "status"], buckets=REQUEST_BUCKETS, **kw,
         )  # fmt: skip
         self.predict_calls = Counter("lsml_predict_calls", "Successful /predict calls.", **kw)

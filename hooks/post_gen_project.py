@@ -106,6 +106,9 @@ def prune(using_example: bool) -> None:
     if not using_example:
         for path in EXAMPLE_ONLY:
             remove(path)
+    # pip byte-compiles the template copy bundled in the runtime wheel; never ship its caches
+    for cache in sorted(Path(".").rglob("__pycache__")):
+        remove(cache)
 
 
 def main() -> int:

@@ -35,6 +35,7 @@ LS_HOME = Path(
 LS_VENV = LS_HOME / "venv"
 LS_TEMPLATE = LS_HOME / "data-template"
 DATA = Path(__file__).resolve().parent / "data"
+REPO = Path(__file__).resolve().parents[2]
 VENV_BIN = Path(sys.executable).parent
 REDIS_URL = os.environ.get("LSML_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 
@@ -362,6 +363,12 @@ def bake_backend(root: Path, script: Path, name: str) -> Path:
     return Path(out)
 
 
+def _data_file(script: str) -> Path:
+    """This tier's models, and the seed tutorial's model shared with the template tests."""
+    own = DATA / script
+    return own if own.is_file() else REPO / "tests" / "template" / "data" / script
+
+
 @pytest.fixture(scope="session")
 def baked(tmp_path_factory) -> Callable[[str, str], Path]:
     """baked(script_file_in_data, name) -> a fresh copy of a backend baked once per session."""
@@ -371,7 +378,7 @@ def baked(tmp_path_factory) -> Callable[[str, str], Path]:
     def _baked(script: str, name: str) -> Path:
         if script not in cache:
             cache[script] = bake_backend(
-                root / "pristine", DATA / script, f"lsml-{Path(script).stem.replace('_', '-')}"
+                root / "pristine", _data_file(script), f"lsml-{Path(script).stem.replace('_', '-')}"
             )
         copy = root / f"{name}-{uuid.uuid4().hex[:6]}"
         shutil.copytree(cache[script], copy)

@@ -212,10 +212,10 @@ def _record(metrics: Any, outcome: str, seconds: float) -> None:
         record_training(outcome, seconds)
 
 
-class ThreadTrainer:
-    """Development mode: runs in a daemon thread per project, follow-ups coalesced."""
+class Trainer:
+    """What both trainers share: the model class, the store, the settings."""
 
-    mode = "development"
+    mode = ""
 
     def __init__(
         self,
@@ -225,7 +225,19 @@ class ThreadTrainer:
         model_kwargs: Optional[Dict[str, Any]] = None,
     ) -> None:
         self.model_class, self.store, self.settings = model_class, store, settings
-        self.model_kwargs = model_kwargs
+        self.model_kwargs = dict(model_kwargs or {})
+
+    def submit(self, request: TrainRequest) -> Tuple[str, str]:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+
+class ThreadTrainer(Trainer):
+    """Development mode: runs in a daemon thread per project, follow-ups coalesced."""
+
+    mode = "development"
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
         self._lock = threading.Lock()
         self._running: Dict[str, str] = {}
         self._pending: Dict[str, Tuple[TrainRequest, str]] = {}
@@ -298,24 +310,18 @@ def _keys(queue: str, project_id: str) -> Tuple[str, str]:
     return f"{base}:queued", f"{base}:running"
 
 
-class RQTrainer:
+class RQTrainer(Trainer):
     """Production mode: jobs on an RQ queue, executed by ``rq worker`` processes."""
 
     mode = "production"
 
-    def __init__(
-        self,
-        model_class: type,
-        store: ModelStore,
-        settings: Settings,
-        model_kwargs: Optional[Dict[str, Any]] = None,
-    ) -> None:
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
         from redis import Redis
         from rq import Queue
 
-        self.model_class, self.store, self.settings = model_class, store, settings
-        self.model_kwargs = dict(model_kwargs or {})
-        self.ref = model_ref(model_class)
+        super().__init__(*args, **kwargs)
+        settings = self.settings
+        self.ref = model_ref(self.model_class)
         self.redis = Redis.from_url(
             settings.redis_url, socket_connect_timeout=1, socket_timeout=2, retry_on_timeout=False
         )

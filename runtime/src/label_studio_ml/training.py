@@ -101,6 +101,13 @@ def _annotations_for(request: TrainRequest, settings: Settings) -> List[Dict[str
     return client.get_annotated_tasks(project_id or request.project_id)
 
 
+def _project_config(data: Dict[str, Any]) -> Optional[str]:
+    """The label config of a webhook's project object (events may carry a bare id instead)."""
+    project = data.get("project")
+    config = project.get("label_config") if isinstance(project, dict) else None
+    return config if isinstance(config, str) else None
+
+
 def execute(
     model_class: type,
     store: ModelStore,
@@ -135,7 +142,7 @@ def execute(
         previous = store.latest(pid)
         config = (
             request.label_config
-            or (request.data.get("project") or {}).get("label_config")
+            or _project_config(request.data)
             or store.label_config(pid)
         )
         model = build_model(

@@ -12,10 +12,11 @@ import hmac
 import logging
 import re
 import time
+import traceback
 from typing import Any, Dict, Optional, Tuple
 
 from flask import Blueprint, Flask, Response, current_app, request
-from werkzeug.exceptions import HTTPException
+from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
 from . import __version__
 from .label_config import LabelConfigError, parse_xml
@@ -26,7 +27,7 @@ from .registry import ModelLoadError, ModelRegistry
 from .response import PredictionError, dumps, loads, normalize_predictions
 from .settings import Settings
 from .store import ModelStore, StoreError, check_project_id
-from .training import RQTrainer, ThreadTrainer, TrainingUnavailable, TrainRequest
+from .training import RQTrainer, ThreadTrainer, TrainingUnavailable, TrainRequest, redact
 
 logger = logging.getLogger("label_studio_ml")
 bp = Blueprint("lsml", __name__)
@@ -71,9 +72,19 @@ def _backend() -> Backend:
     return current_app.extensions["lsml"]
 
 
+def _redact(backend: Backend, text: str) -> str:
+    """Cut every key the backend knows (LABEL_STUDIO_API_KEY, Basic password, /setup tokens)."""
+    tokens = [info.access_token for info in list(backend.registry.info.values())]
+    return redact(text, [backend.settings.label_studio_api_key, backend.settings.basic_auth_pass, *tokens])
+
+
 # ------------------------------------------------------------------ request parsing
 def _body() -> Dict[str, Any]:
     data = request.get_data(cache=True)  # honours MAX_CONTENT_LENGTH (413)
+    # chunked: werkzeug stops quietly at the limit; anything left means the body is too large
+    limit = current_app.config["MAX_CONTENT_LENGTH"]
+    if request.content_length is None and len(data) >= limit and request.environ["wsgi.input"].read(1):
+        raise RequestEntityTooLarge()
     if not data:
         return {}
     try:
@@ -193,10 +204,10 @@ def predict() -> Response:
         logger.error("project %s: %s returned a bad answer: %s", pid, type(model).__name__, exc)
         raise ApiError(500, "predict_failed", str(exc)) from None
     except Exception as exc:
-        logger.exception("project %s: %s.predict raised", pid, type(model).__name__)
-        raise ApiError(
-            500, "predict_failed", f"{type(model).__name__}.predict raised {type(exc).__name__}: {exc}"
-        ) from None
+        trace = _redact(backend, traceback.format_exc())
+        logger.error("project %s: %s.predict raised\n%s", pid, type(model).__name__, trace)
+        detail = f"{type(model).__name__}.predict raised {type(exc).__name__}: {exc}"
+        raise ApiError(500, "predict_failed", _redact(backend, detail)) from None
     if foreign is not None and not backend.warned_version:
         _warn_version(backend, foreign, version)
     backend.metrics.predicted(len(tasks), sum(len(r) if isinstance(r, list) else 1 for r in results))
@@ -435,7 +446,7 @@ def _handle_other(exc: Exception) -> Response:
     if isinstance(exc, StoreError):
         return _error(400, "bad_request", str(exc))
     if isinstance(exc, ModelLoadError):
-        return _error(500, "model_load_failed", str(exc))
+        return _error(500, "model_load_failed", _redact(_backend(), str(exc)))
     logger.exception("unhandled error on %s %s", request.method, request.path)
     return _error(500, "internal_error", f"{type(exc).__name__}; see the backend log")
 

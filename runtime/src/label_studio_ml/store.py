@@ -121,6 +121,8 @@ class ModelStore:
             version = path.read_text(encoding="utf-8").strip() or None
         except FileNotFoundError:
             return None
+        if version is not None and not VERSION_RE.fullmatch(version):
+            version = None  # not written by this store (tampered or foreign): never followed
         self._latest_cache[project_id] = (mtime, version)
         return version
 

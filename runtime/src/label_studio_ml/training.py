@@ -19,6 +19,7 @@ import logging
 import os
 import threading
 import time
+import traceback
 import uuid
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
@@ -140,11 +141,7 @@ def execute(
         if style == "none":
             raise TrainingError(f"{model_class.__name__} has no fit() method: add one to train")
         previous = store.latest(pid)
-        config = (
-            request.label_config
-            or _project_config(request.data)
-            or store.label_config(pid)
-        )
+        config = request.label_config or _project_config(request.data) or store.label_config(pid)
         model = build_model(
             model_class,
             project_id=pid,
@@ -203,13 +200,25 @@ def execute(
         message = f"{type(exc).__name__}: {exc}"
         if isinstance(exc, (LabelStudioError, TrainingError)):
             message = str(exc)
-        logger.exception("project %s: training %s failed: %s", pid, job_id, message)
+        # Label Studio (or a proxy, or the model) may echo a key in an error: never keep it
+        secrets = (request.access_token, settings.label_studio_api_key, settings.basic_auth_pass)
+        message = redact(message, secrets)
+        trace = redact(traceback.format_exc(), secrets)
+        logger.error("project %s: training %s failed: %s\n%s", pid, job_id, message, trace)
         ended = _now()
         store.update_status(
             pid, status="failed", error=message, ended_at=ended, duration_s=round(ended - started, 3)
         )
         _record(metrics, "failed", ended - started)
         raise
+
+
+def redact(text: str, secrets: Any) -> str:
+    """``text`` with every known secret (token, key, password) replaced by ``[redacted]``."""
+    for secret in secrets:
+        if isinstance(secret, str) and len(secret) >= 4 and secret in text:
+            text = text.replace(secret, "[redacted]")
+    return text
 
 
 def _record(metrics: Any, outcome: str, seconds: float) -> None:
@@ -427,7 +436,12 @@ def run_job(
     beat.start()
     try:
         store.update_status(req.project_id, pending_job_id=None)
-        return execute(import_model(model_ref), store, settings, req, job.id, model_kwargs)
+        try:
+            return execute(import_model(model_ref), store, settings, req, job.id, model_kwargs)
+        except Exception as exc:
+            # RQ logs and stores the exception: only ever the redacted message, no chained context
+            secrets = (req.access_token, settings.label_studio_api_key, settings.basic_auth_pass)
+            raise TrainingError(redact(f"{type(exc).__name__}: {exc}", secrets)) from None
     finally:
         stop.set()
         if (redis.get(running_key) or b"").decode() == job.id:

@@ -393,9 +393,9 @@ class Deployment:
             raise AssertionError(f"{exc}\nlast status: {self.status(project)}\n{self.logs()}") from None
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def deployment_factory():
-    """deployment_factory(backend, venv, redis_url, extra_env=None): started on first use, stopped at the end."""
+    """deployment_factory(backend, venv, redis_url, extra_env=None): stopped at the end of the module."""
     made: List[Deployment] = []
 
     def _make(*args, **kwargs) -> Deployment:

@@ -40,6 +40,16 @@ def predict(slow, e2e, project, n=3):
     return body
 
 
+def served(slow, e2e, project, version):
+    """The first /predict answer that serves ``version`` (each uWSGI process checks every 0.5 s)."""
+
+    def attempt():
+        body = predict(slow, e2e, project)
+        return body if body["model_version"] == version else None
+
+    return e2e.wait_for(attempt, 1.5, what=f"/predict of project {project} on {version}")
+
+
 def train(slow, e2e, project, action="START_TRAINING", **data):
     response = slow.post(
         "/webhook", {"action": action, "project": {"id": int(project), "label_config": e2e.config}, **data}
@@ -120,9 +130,7 @@ def test_training_runs_on_the_worker_while_predict_answers(slow, e2e, record_pro
     assert delay <= 1.0
 
     # fit ran in the RQ work horse (a child of the worker), not in a uWSGI process
-    body = predict(slow, e2e, "1")
-    e2e.wait_for(lambda: predict(slow, e2e, "1")["model_version"] == v2, 1.5, what="/predict on v2")
-    body = predict(slow, e2e, "1")
+    body = served(slow, e2e, "1", v2)
     output = body["results"][0]["train_output"]
     assert output["event"] == "ANNOTATION_CREATED" and output["tag"] == "follow"
     assert output["pid"] not in uwsgi_pids and output["ppid"] not in uwsgi_pids
@@ -165,8 +173,7 @@ def test_worker_killed_mid_fit(slow, e2e):
     assert retry["status"] == "queued"
     done = slow.wait_status("2", "succeeded", job_id=retry["job_id"], timeout=30)
     assert done["version"] != good_version and done["served_version"] == done["version"]
-    e2e.wait_for(lambda: predict(slow, e2e, "2")["model_version"] == done["version"], 1.5, what="new version")
-    assert predict(slow, e2e, "2")["results"][0]["train_output"]["ppid"] == restarted
+    assert served(slow, e2e, "2", done["version"])["results"][0]["train_output"]["ppid"] == restarted
 
 
 def test_redis_outage(slow, e2e, redis_server):
@@ -188,7 +195,7 @@ def test_redis_outage(slow, e2e, redis_server):
     job = train(slow, e2e, "3", fit_seconds=0.2, tag="after-outage")
     assert job["status"] == "queued"
     done = slow.wait_status("3", "succeeded", job_id=job["job_id"], timeout=45)
-    e2e.wait_for(lambda: predict(slow, e2e, "3")["model_version"] == done["version"], 1.5, what="new version")
+    assert served(slow, e2e, "3", done["version"])["results"][0]["train_output"]["tag"] == "after-outage"
 
 
 def test_uwsgi_killed_is_restarted(slow, e2e):
@@ -217,12 +224,7 @@ def test_two_workers_split_a_burst(slow, e2e):
     for p in projects:
         status = slow.wait_status(p, "succeeded", job_id=jobs[p]["job_id"], timeout=40)
         assert status["served_version"] == status["version"]
-        e2e.wait_for(
-            lambda p=p, v=status["version"]: predict(slow, e2e, p)["model_version"] == v,
-            1.5,
-            what=f"{p} version",
-        )
-        output = predict(slow, e2e, p)["results"][0]["train_output"]
+        output = served(slow, e2e, p, status["version"])["results"][0]["train_output"]
         assert output["project"] == p and output["tag"] == f"burst-{p}"
         ran_on.add(output["ppid"])
     assert ran_on == {slow.program_pid("rq"), extra.pid}, ran_on

@@ -28,7 +28,16 @@ HOSTILE_PROJECTS = [
     "12\x00", "12\x00/../x", "\x00", "12\n", " 12", "12 ", "C:\\Windows", "１２",  # fullwidth digits
     "12\u2024", "\u2025", "\uff0e\uff0e", "12\u2215..", "\u0130", "a" * 65, "12.abc", "12.1.2", "",
 ]  # fmt: skip
-HOSTILE_OBJECTS = [{"id": "../x"}, {"id": "/etc"}, {"id": ".."}, {"id": None}, {"id": [1]}, ["../x"], 1.5, True]
+HOSTILE_OBJECTS = [
+    {"id": "../x"},
+    {"id": "/etc"},
+    {"id": ".."},
+    {"id": None},
+    {"id": [1]},
+    ["../x"],
+    1.5,
+    True,
+]
 
 
 def _snapshot(root: Path) -> set:
@@ -118,7 +127,9 @@ def _raw_post(port: int, head: bytes, chunks, read_timeout: float = 10) -> tuple
                 data += part
                 if b"\r\n\r\n" in data:
                     header, _, rest = data.partition(b"\r\n\r\n")
-                    length = [line for line in header.split(b"\r\n") if line.lower().startswith(b"content-length:")]
+                    length = [
+                        line for line in header.split(b"\r\n") if line.lower().startswith(b"content-length:")
+                    ]
                     if length and len(rest) >= int(length[0].split(b":")[1]):
                         break
         except (ConnectionResetError, socket.timeout):
@@ -256,7 +267,11 @@ def test_secrets_never_leak(serve, seed_class, models_dir, caplog, key_from):
                                         "access_token": access_token, "extra_params": None}).status_code == 200  # fmt: skip
     call("POST", "/predict", json={"project": "5.1", "tasks": [{"id": 1}], "label_config": SEED_CONFIG})
     # training that fails: Label Studio refuses the key and echoes it
-    r = call("POST", "/webhook", json={"action": "START_TRAINING", "project": {"id": 5, "label_config": SEED_CONFIG}})
+    r = call(
+        "POST",
+        "/webhook",
+        json={"action": "START_TRAINING", "project": {"id": 5, "label_config": SEED_CONFIG}},
+    )
     assert r.status_code == 201, r.text
     server.backend.trainer.wait_idle(20)
     status = call("GET", "/training?project=5").json()
@@ -267,7 +282,12 @@ def test_secrets_never_leak(serve, seed_class, models_dir, caplog, key_from):
     server.backend.trainer.wait_idle(20)
     call("POST", "/setup", json={"project": "5.1", "schema": "<View", "access_token": access_token})
     call("POST", "/setup", json={"project": "../5", "access_token": access_token})
-    call("POST", "/setup", data=f'{{"access_token": "{access_token}", ', headers={"Content-Type": "application/json"})
+    call(
+        "POST",
+        "/setup",
+        data=f'{{"access_token": "{access_token}", ',
+        headers={"Content-Type": "application/json"},
+    )
     call("POST", "/predict", json={"project": "5.1", "tasks": "no", "access_token": access_token})
     call("POST", "/setup", auth=("u", "wrong-" + password), json={"access_token": access_token})
     call("GET", "/nowhere")
@@ -281,12 +301,10 @@ def test_secrets_never_leak(serve, seed_class, models_dir, caplog, key_from):
         f"{rec.getMessage()}\n{rec.exc_text or ''}\n{logging.Formatter().formatException(rec.exc_info) if rec.exc_info else ''}"
         for rec in caplog.records
     )
-    files = {
-        str(p): p.read_bytes().decode("utf-8", "replace") for p in models_dir.rglob("*") if p.is_file()
-    }
+    files = {str(p): p.read_bytes().decode("utf-8", "replace") for p in models_dir.rglob("*") if p.is_file()}
     assert any(p.endswith("status.json") for p in files)
     for secret in secrets:
-        assert secret not in logs, f"a secret is in the log: {logs[logs.find(secret) - 300:][:600]}"
+        assert secret not in logs, f"a secret is in the log: {logs[logs.find(secret) - 300 :][:600]}"
         for text in bodies:
             assert secret not in text, text[:500]
         for path, text in files.items():
@@ -319,7 +337,9 @@ def test_burst_of_unauthenticated_webhooks_queues_at_most_one_follow_up(serve, m
     r = server.post("/webhook", json={"action": "START_TRAINING", "project": {"id": 404}})
     assert r.status_code == 404 and r.json()["error"] == "not_found"
     # one authenticated run in progress ...
-    r = server.post("/train", auth=auth, json={"project": "9.1", "annotations": [{"id": 1, "annotations": []}]})
+    r = server.post(
+        "/train", auth=auth, json={"project": "9.1", "annotations": [{"id": 1, "annotations": []}]}
+    )
     assert r.status_code == 201
     deadline = time.time() + 10
     while not GatedModel.fits and time.time() < deadline:

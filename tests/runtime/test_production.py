@@ -254,3 +254,36 @@ def test_start_serves_a_backend_directory(tmp_path):
         proc.terminate()
         out, _ = proc.communicate(timeout=10)
     assert "development" in out
+
+
+def test_worker_started_during_a_redis_outage_waits_for_it(tmp_path):
+    port = _free_port()
+    env = {**os.environ, "REDIS_URL": f"redis://127.0.0.1:{port}/0", "RQ_QUEUE_NAME": "lsml-wait-test",
+           "MODEL_DIR": str(tmp_path / "models")}  # fmt: skip
+    log = (tmp_path / "worker.log").open("w+")
+    worker = subprocess.Popen([sys.executable, "-m", "label_studio_ml", "worker", str(tmp_path)], env=env,
+                              stdout=log, stderr=subprocess.STDOUT)  # fmt: skip
+    server = None
+    try:
+        time.sleep(2)
+        assert worker.poll() is None, "the worker must wait for Redis, not exit"
+        server = subprocess.Popen(["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "",
+                                   "--appendonly", "no"], stdout=subprocess.DEVNULL)  # fmt: skip
+        conn = redis.Redis(port=port)
+        wait_for(lambda: any(True for _ in conn.smembers("rq:workers")) if _ping(conn) else False, 30,
+                 "the worker to register once Redis is up")  # fmt: skip
+        log.seek(0)
+        assert "does not answer" in log.read()
+    finally:
+        worker.terminate()
+        worker.wait(10)
+        if server is not None:
+            server.terminate()
+            server.wait(10)
+
+
+def _ping(conn) -> bool:
+    try:
+        return conn.ping()
+    except redis.RedisError:
+        return False

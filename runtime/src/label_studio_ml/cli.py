@@ -13,6 +13,7 @@ import json
 import logging
 import os
 import sys
+import time
 from pathlib import Path
 from typing import Any, Dict, List, Optional
 
@@ -159,10 +160,36 @@ def cmd_worker(args: argparse.Namespace) -> int:
         level=settings.log_level, format="[%(asctime)s] [%(levelname)s] [%(name)s] %(message)s"
     )
     connection = Redis.from_url(settings.redis_url)
+    _wait_for_redis(connection, settings.redis_url, once=args.burst)
     queue = Queue(args.queue or settings.rq_queue_name, connection=connection)
     worker = Worker([queue], connection=connection)
     worker.work(burst=args.burst, logging_level=settings.log_level)
     return 0
+
+
+def _wait_for_redis(connection: Any, url: str, once: bool = False) -> None:
+    """Block until Redis answers, so a worker started during an outage waits instead of exiting
+    (supervisord gives up on a program that exits at once three times)."""
+    from redis.exceptions import RedisError
+
+    from .training import _safe_url
+
+    delay = 0.5
+    while True:
+        try:
+            connection.ping()
+            return
+        except RedisError as exc:
+            if once:
+                raise
+            logging.getLogger("label_studio_ml").warning(
+                "Redis at %s does not answer (%s); retrying in %.0f s",
+                _safe_url(url),
+                type(exc).__name__,
+                delay,
+            )
+            time.sleep(delay)
+            delay = min(delay * 2, 10.0)
 
 
 # ------------------------------------------------------------------ main

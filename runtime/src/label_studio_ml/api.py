@@ -199,7 +199,7 @@ def predict() -> Response:
         kwargs["context"] = params.get("context")
     try:
         raw = model.predict(tasks, **kwargs)
-        results, foreign = normalize_predictions(raw, len(tasks), version)
+        results, foreign, n_predictions = normalize_predictions(raw, len(tasks), version)
     except PredictionError as exc:
         logger.error("project %s: %s returned a bad answer: %s", pid, type(model).__name__, exc)
         raise ApiError(500, "predict_failed", str(exc)) from None
@@ -210,7 +210,7 @@ def predict() -> Response:
         raise ApiError(500, "predict_failed", _redact(backend, detail)) from None
     if foreign is not None and not backend.warned_version:
         _warn_version(backend, foreign, version)
-    backend.metrics.predicted(len(tasks), sum(len(r) if isinstance(r, list) else 1 for r in results))
+    backend.metrics.predicted(len(tasks), n_predictions)
     try:
         return _json({"results": results, "model_version": version})
     except PredictionError as exc:

@@ -124,12 +124,12 @@ _MISSING = object()
 
 def normalize_predictions(
     raw: Any, n_tasks: int, version: Optional[str] = None
-) -> Tuple[List[Union[Dict[str, Any], List[Any]]], Optional[str]]:
+) -> Tuple[List[Union[Dict[str, Any], List[Any]]], Optional[str], int]:
     """Return one entry per task (a prediction dict or a list of them), stamped with ``version``.
 
     Returns:
-        The entries, and a version the model stamped itself that differs from ``version``
-        (None if there was none), so the caller can warn once.
+        The entries; a version the model stamped itself that differs from ``version`` (None if
+        there was none), so the caller can warn once; and the number of predictions.
 
     Raises:
         PredictionError: the model returned the wrong number of predictions or bad values.
@@ -151,6 +151,7 @@ def normalize_predictions(
         )
     out: List[Union[Dict[str, Any], List[Any]]] = []
     foreign: Optional[str] = None
+    count = 0
     for i, entry in enumerate(raw):
         if isinstance(entry, (list, tuple)):
             preds = [_prediction(e, i) for e in entry] or [{"result": [], "score": None}]
@@ -158,13 +159,14 @@ def normalize_predictions(
         else:
             preds = [_prediction(entry, i)]
             out.append(preds[0])
+        count += len(preds)
         if version is not None:
             for pred in preds:
                 own = pred.get("model_version")
                 if own is not None and own != version:
                     foreign = own
                 pred["model_version"] = version
-    return out, foreign
+    return out, foreign, count
 
 
 def _json_default(value: Any) -> Any:

@@ -270,3 +270,13 @@ def test_init_app_keeps_old_wsgi_files_working(tmp_path, seed_class):
     assert r.status_code == 200 and r.json["results"][0]["result"][0]["value"]["choices"] == ["Boeing"]
     model, _ = backend.registry.get("3")
     assert model.threshold == 0.5, "--with style kwargs reach the model as attributes"
+
+
+def test_metric_labels_stay_bounded_whatever_the_method(serve, seed_class):
+    server = serve(seed_class)
+    for i in range(5):
+        server.http.request(f"BREW{i}", server.url + "/predict", timeout=5)
+        server.http.request(f"BREW{i}", server.url + f"/random-{i}", timeout=5)
+    text = server.get("/metrics").text
+    assert "BREW" not in text and "random-" not in text
+    assert 'method="OTHER"' in text and 'route="unmatched"' in text

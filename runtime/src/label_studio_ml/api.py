@@ -369,6 +369,9 @@ def openapi() -> Response:
 
 
 # ------------------------------------------------------------------ auth and errors
+_METHODS = frozenset(("GET", "POST", "HEAD", "OPTIONS", "PUT", "PATCH", "DELETE"))
+
+
 class _Gate:
     """WSGI middleware in front of Flask: HTTP Basic auth and request metrics.
 
@@ -399,6 +402,8 @@ class _Gate:
         started = time.perf_counter()
         path, method = environ.get("PATH_INFO", ""), environ.get("REQUEST_METHOD", "")
         route = path if path in self.routes else "unmatched"
+        if method not in _METHODS:
+            method = "OTHER"  # metric labels stay bounded whatever a client sends
         if self.auth:
             header = environ.get("HTTP_AUTHORIZATION", "")
             ok = self._authorized(header)

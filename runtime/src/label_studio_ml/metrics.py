@@ -16,7 +16,7 @@ from __future__ import annotations
 import math
 import os
 import threading
-from typing import Dict, Iterable, Optional
+from typing import Any, Dict, Iterable, Optional, Tuple
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, disable_created_metrics
 from prometheus_client.core import GaugeMetricFamily
@@ -114,12 +114,18 @@ class Metrics:
         else:
             self._registry = CollectorRegistry(auto_describe=True)
             self.instruments = _Instruments(self._registry)
+        # labelled children, looked up once per label set (labels() takes a lock every call)
+        self._children: Dict[Tuple[str, str, int], Tuple[Any, Any]] = {}
 
     # ------------------------------------------------------------------ recording
     def observe(self, route: str, method: str, status: int, seconds: float) -> None:
-        labels = (route, method, str(status))
-        self.instruments.requests.labels(*labels).inc()
-        self.instruments.latency.labels(*labels).observe(seconds)
+        children = self._children.get((route, method, status))
+        if children is None:
+            labels = (route, method, str(status))
+            children = (self.instruments.requests.labels(*labels), self.instruments.latency.labels(*labels))
+            self._children[(route, method, status)] = children
+        children[0].inc()
+        children[1].observe(seconds)
 
     def predicted(self, tasks: int, predictions: Optional[int] = None) -> None:
         self.instruments.predict_calls.inc()

@@ -320,6 +320,8 @@ def main() -> int:
                 f"{n:>6} {med(b, 'rps'):>10.0f} {med(o, 'rps'):>10.0f} {ratio:>6.2f} {med(b, 'p50'):>7.2f}ms"
                 f" {med(o, 'p50'):>7.2f}ms {med(b, 'p99'):>7.2f}ms {med(o, 'p99'):>7.2f}ms"
             )
+            pairs = [f"{x['rps']:.0f}/{y['rps']:.0f}" for x, y in zip(b, o)]
+            print(f"       rps per round (bare/ours): {' '.join(pairs)}")
             errors = sum(r["non2xx"] for r in b + o)
             if errors:
                 print(f"       non-2xx answers: {errors}")

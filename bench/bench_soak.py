@@ -163,7 +163,9 @@ class Deployment:
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
             try:
-                if http("GET", self.url + "/health", timeout=2)[0] == 200 and "rq-worker" in roles(self.proc.pid):
+                if http("GET", self.url + "/health", timeout=2)[0] == 200 and "rq-worker" in roles(
+                    self.proc.pid
+                ):
                     return
             except OSError:
                 pass
@@ -201,9 +203,25 @@ def body(n: int) -> bytes:
 
 
 def annotated() -> bytes:
-    task = {"id": 1, "data": {"image": "x"}, "annotations": [{"result": [
-        {"from_name": "choice", "to_name": "image", "type": "choices", "value": {"choices": ["Airbus"]}}]}]}
-    return json.dumps({"annotations": [task] * 20, "project": "1.1795738540", "label_config": CONFIG}).encode()
+    task = {
+        "id": 1,
+        "data": {"image": "x"},
+        "annotations": [
+            {
+                "result": [
+                    {
+                        "from_name": "choice",
+                        "to_name": "image",
+                        "type": "choices",
+                        "value": {"choices": ["Airbus"]},
+                    }
+                ]
+            }
+        ],
+    }
+    return json.dumps(
+        {"annotations": [task] * 20, "project": "1.1795738540", "label_config": CONFIG}
+    ).encode()
 
 
 def percentile(values: List[float], q: float) -> float:

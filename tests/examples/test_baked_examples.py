@@ -7,7 +7,6 @@ installed from this working tree (``_runtime_requirement``), the way a user star
 from __future__ import annotations
 
 import json
-import os
 import socket
 import subprocess
 import sys
@@ -17,20 +16,10 @@ from pathlib import Path
 import pytest
 import requests
 
+from ..support import clean_env
 from .conftest import EXAMPLES, NAMES, label_config
 
 cookiecutter_main = pytest.importorskip("cookiecutter.main", reason="cookiecutter is not installed")
-
-
-def clean_env(**extra):
-    """A development-mode environment: no Redis, no auth, no Label Studio, no outer pytest."""
-    env = {
-        k: v
-        for k, v in os.environ.items()
-        if not k.startswith(("REDIS_", "BASIC_AUTH_", "LABEL_STUDIO_", "PYTEST_"))
-    }
-    env.update(extra)
-    return env
 
 
 def bake(name, template_dir, runtime_requirement, out):

@@ -4,15 +4,14 @@ from __future__ import annotations
 
 import importlib.util
 import logging
-import threading
 from pathlib import Path
 from typing import Iterator
 
 import pytest
-import requests
 from label_studio_ml.api import create_app
 from label_studio_ml.settings import Settings
-from werkzeug.serving import make_server
+
+from ..support import LiveServer  # noqa: F401  (re-exported for the tests)
 
 ROOT = Path(__file__).resolve().parents[2]
 SEED_MODEL = ROOT / "tests" / "template" / "data" / "seed_model.py"
@@ -30,36 +29,6 @@ def load_seed_class() -> type:
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module.DummyModel
-
-
-class LiveServer:
-    """A threaded werkzeug server on 127.0.0.1 (free port) serving an app."""
-
-    def __init__(self, app) -> None:
-        self.app = app
-        self.server = make_server("127.0.0.1", 0, app, threaded=True)
-        self.port = self.server.server_port
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-        self.thread.start()
-        self.http = requests.Session()
-
-    @property
-    def backend(self):
-        return self.app.extensions["lsml"]
-
-    def get(self, path: str, **kw):
-        kw.setdefault("timeout", 10)
-        return self.http.get(self.url + path, **kw)
-
-    def post(self, path: str, **kw):
-        kw.setdefault("timeout", 10)
-        return self.http.post(self.url + path, **kw)
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.thread.join(5)
-        self.http.close()
 
 
 @pytest.fixture(scope="session")

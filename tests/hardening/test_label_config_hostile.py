@@ -18,6 +18,7 @@ BOUNDS: dict = {"max_s": 0.0, "max_mb": 0.0, "cases": 0}
 
 def measured(config):
     """parse_config(config) -> (result or LabelConfigError, seconds, peak MiB)."""
+
     def once():
         try:
             return parse_config(config)

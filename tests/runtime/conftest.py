@@ -5,16 +5,15 @@ from __future__ import annotations
 import importlib
 import sys
 import textwrap
-import threading
 import uuid
 from pathlib import Path
 from typing import Iterator
 
 import pytest
-import requests
 from label_studio_ml.api import create_app
 from label_studio_ml.settings import Settings
-from werkzeug.serving import make_server
+
+from ..support import LiveServer  # noqa: F401  (re-exported for the tests)
 
 SEED_CONFIG = (
     '<View><Image name="image" value="$image"/>'
@@ -41,31 +40,6 @@ def write_module(directory: Path, source: str, name: str | None = None) -> str:
 def load_class(directory: Path, source: str, class_name: str, name: str | None = None) -> type:
     module = importlib.import_module(write_module(directory, source, name))
     return getattr(module, class_name)
-
-
-class LiveServer:
-    """A real HTTP server on 127.0.0.1 serving a Flask app from a thread."""
-
-    def __init__(self, app) -> None:
-        self.app = app
-        self.server = make_server("127.0.0.1", 0, app, threaded=True)
-        self.url = f"http://127.0.0.1:{self.server.server_port}"
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-        self.thread.start()
-        self.http = requests.Session()
-
-    def get(self, path: str, **kw):
-        kw.setdefault("timeout", 10)
-        return self.http.get(self.url + path, **kw)
-
-    def post(self, path: str, **kw):
-        kw.setdefault("timeout", 10)
-        return self.http.post(self.url + path, **kw)
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.thread.join(5)
-        self.http.close()
 
 
 @pytest.fixture

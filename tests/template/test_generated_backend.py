@@ -1,12 +1,13 @@
 """Baked backends work: their own tests pass, and the seed model serves over real HTTP."""
 
-import os
 import subprocess
 import sys
 import time
 
 import pytest
 import requests
+
+from ..support import clean_env
 
 LABEL_CONFIG = """<View>
   <Image name="image" value="$image"/>
@@ -15,17 +16,6 @@ LABEL_CONFIG = """<View>
     <Choice value="Airbus" background="green" />
   </Choices>
 </View>"""
-
-
-def clean_env(**extra):
-    """The environment of a development-mode backend: no Redis, no auth, no Label Studio."""
-    env = {
-        k: v
-        for k, v in os.environ.items()
-        if not k.startswith(("REDIS_", "BASIC_AUTH_", "LABEL_STUDIO_", "PYTEST_"))
-    }
-    env.update(extra)
-    return env
 
 
 @pytest.mark.parametrize("script", ["", "seed_model.py", "current_model.py"])

@@ -24,7 +24,6 @@ import json
 import math
 import os
 import random
-import re
 import signal
 import socket
 import statistics
@@ -116,7 +115,10 @@ def rss_mb(pid: int) -> Optional[float]:
 
 
 def roles(supervisord: int) -> Dict[str, int]:
-    """uwsgi-master, uwsgi-child-N (workers, HTTP router), rq-worker (the long-lived processes; RQ horses excluded)."""
+    """uwsgi-master, uwsgi-child-N (workers, HTTP router), rq-worker: the long-lived processes.
+
+    RQ work horses (one per job) are left out.
+    """
     out: Dict[str, int] = {}
     for pid in children(supervisord):
         cmd = cmdline(pid)
@@ -139,11 +141,16 @@ class Deployment:
         script.write_text(SEED_MODEL.read_text() + BUSY_SUFFIX)
         self.dir = Path(
             cookiecutter(
-                str(ROOT), no_input=True, output_dir=str(tmp),
-                extra_context={"backend_name": "soak_backend", "script": f"{script}:SoakModel",
-                               "_runtime_requirement": f"lsml-runtime @ file://{ROOT / 'runtime'}"},
+                str(ROOT),
+                no_input=True,
+                output_dir=str(tmp),
+                extra_context={
+                    "backend_name": "soak_backend",
+                    "script": f"{script}:SoakModel",
+                    "_runtime_requirement": f"lsml-runtime @ file://{ROOT / 'runtime'}",
+                },
             )
-        )  # fmt: skip
+        )
         ini = self.dir / "uwsgi.ini"  # loopback only
         ini.write_text(ini.read_text().replace("http = :%(_)", "http = 127.0.0.1:%(_)"))
         self.port = free_port()
@@ -151,15 +158,24 @@ class Deployment:
         self.queue = f"soak-{uuid.uuid4().hex[:10]}"
         env = {k: v for k, v in os.environ.items() if not k.startswith(("PROMETHEUS", "BASIC_AUTH"))}
         env.update(
-            PATH=f"{VENV_BIN}:{env.get('PATH', '')}", PORT=str(self.port), REDIS_URL=redis_url,
-            RQ_QUEUE_NAME=self.queue, MODEL_DIR=str(self.dir / "data" / "models"), LOG_LEVEL="WARNING",
-            SOAK_FIT_SECONDS=str(fit_seconds), VIRTUAL_ENV=str(VENV_BIN.parent),
-        )  # fmt: skip
+            PATH=f"{VENV_BIN}:{env.get('PATH', '')}",
+            PORT=str(self.port),
+            REDIS_URL=redis_url,
+            RQ_QUEUE_NAME=self.queue,
+            MODEL_DIR=str(self.dir / "data" / "models"),
+            LOG_LEVEL="WARNING",
+            SOAK_FIT_SECONDS=str(fit_seconds),
+            VIRTUAL_ENV=str(VENV_BIN.parent),
+        )
         (self.dir / "logs").mkdir(exist_ok=True)
         self.proc = subprocess.Popen(
-            [str(VENV_BIN / "supervisord"), "-c", "supervisord.conf"], cwd=self.dir, env=env,
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
-        )  # fmt: skip
+            [str(VENV_BIN / "supervisord"), "-c", "supervisord.conf"],
+            cwd=self.dir,
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+        )
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
             try:
@@ -198,8 +214,14 @@ def task_count(rng: random.Random) -> int:
 
 def body(n: int) -> bytes:
     tasks = [{"id": i, "data": {"image": f"https://example.com/{i}.jpg"}} for i in range(n)]
-    return json.dumps({"tasks": tasks, "project": "1.1795738540", "label_config": CONFIG,
-                       "params": {"login": None, "password": None, "context": None}}).encode()  # fmt: skip
+    return json.dumps(
+        {
+            "tasks": tasks,
+            "project": "1.1795738540",
+            "label_config": CONFIG,
+            "params": {"login": None, "password": None, "context": None},
+        }
+    ).encode()
 
 
 def annotated() -> bytes:
@@ -314,8 +336,11 @@ def run(args: argparse.Namespace) -> dict:
             if int(elapsed) % args.window == 0:
                 with lock:
                     window = [s[1] for s in samples if s[0] >= elapsed - args.window]
-                print(f"  {elapsed:6.0f}s  requests {len(samples):6d}  errors {len(errors)}  "
-                      f"p99 last window {percentile(window, 0.99) * 1000:7.1f} ms", flush=True)  # fmt: skip
+                print(
+                    f"  {elapsed:6.0f}s  requests {len(samples):6d}  errors {len(errors)}  "
+                    f"p99 last window {percentile(window, 0.99) * 1000:7.1f} ms",
+                    flush=True,
+                )
     finally:
         stop.set()
         for t in threads:
@@ -330,34 +355,55 @@ def run(args: argparse.Namespace) -> dict:
     for start in range(0, int(args.minutes * 60), args.window):
         lat = [s[1] for s in samples if start <= s[0] < start + args.window]
         tasks = [s[3] for s in samples if start <= s[0] < start + args.window]
-        windows.append({"from_s": start, "requests": len(lat), "tasks": sum(tasks),
-                        "p50_ms": round(percentile(lat, 0.5) * 1000, 1),
-                        "p99_ms": round(percentile(lat, 0.99) * 1000, 1)})  # fmt: skip
+        windows.append(
+            {
+                "from_s": start,
+                "requests": len(lat),
+                "tasks": sum(tasks),
+                "p50_ms": round(percentile(lat, 0.5) * 1000, 1),
+                "p99_ms": round(percentile(lat, 0.99) * 1000, 1),
+            }
+        )
     warm = args.window  # the first window is warm-up
     memory = {}
     for name, points in rss.items():
         after = [p for p in points if p[0] >= warm]
         if not after:
             continue
-        memory[name] = {"start_mb": round(points[0][1], 1), "after_warmup_mb": round(after[0][1], 1),
-                        "end_mb": round(after[-1][1], 1), "max_mb": round(max(p[1] for p in after), 1),
-                        "growth_after_warmup_mb": round(after[-1][1] - after[0][1], 1),
-                        "slope_mb_per_min": round(slope(after), 3)}  # fmt: skip
+        memory[name] = {
+            "start_mb": round(points[0][1], 1),
+            "after_warmup_mb": round(after[0][1], 1),
+            "end_mb": round(after[-1][1], 1),
+            "max_mb": round(max(p[1] for p in after), 1),
+            "growth_after_warmup_mb": round(after[-1][1] - after[0][1], 1),
+            "slope_mb_per_min": round(slope(after), 3),
+        }
     client_ok = sum(1 for s in samples if s[2] == 200)
     return {
-        "minutes": args.minutes, "concurrency": args.concurrency, "requests": len(samples),
-        "tasks": sum(s[3] for s in samples), "errors": len(errors), "first_errors": errors[:10],
+        "minutes": args.minutes,
+        "concurrency": args.concurrency,
+        "requests": len(samples),
+        "tasks": sum(s[3] for s in samples),
+        "errors": len(errors),
+        "first_errors": errors[:10],
         "p99_ms_overall": round(percentile([s[1] for s in samples], 0.99) * 1000, 1),
-        "windows": windows, "rss": memory,
-        "training": {**trains, "last_status": json.loads(training) if status == 200 else training.decode()[:300],
-                     "runs_succeeded_metric": metric_sum(metrics, "lsml_training_runs_total", outcome="succeeded"),
-                     "runs_failed_metric": metric_sum(metrics, "lsml_training_runs_total", outcome="failed")},
-        "metrics_vs_client": {"client_predict_200": client_ok,
-                              "metrics_predict_200": metric_sum(metrics, "lsml_http_requests_total",
-                                                                route="/predict", status="200"),
-                              "metrics_predicted_tasks": metric_sum(metrics, "lsml_predicted_tasks_total")},
+        "windows": windows,
+        "rss": memory,
+        "training": {
+            **trains,
+            "last_status": json.loads(training) if status == 200 else training.decode()[:300],
+            "runs_succeeded_metric": metric_sum(metrics, "lsml_training_runs_total", outcome="succeeded"),
+            "runs_failed_metric": metric_sum(metrics, "lsml_training_runs_total", outcome="failed"),
+        },
+        "metrics_vs_client": {
+            "client_predict_200": client_ok,
+            "metrics_predict_200": metric_sum(
+                metrics, "lsml_http_requests_total", route="/predict", status="200"
+            ),
+            "metrics_predicted_tasks": metric_sum(metrics, "lsml_predicted_tasks_total"),
+        },
         "backend_dir": str(dep.dir),
-    }  # fmt: skip
+    }
 
 
 def main() -> int:

@@ -287,3 +287,27 @@ def _ping(conn) -> bool:
         return conn.ping()
     except redis.RedisError:
         return False
+
+
+def test_setup_token_stays_out_of_redis_when_a_key_is_configured(serve, seed_class, tmp_path):
+    queue = f"lsml-secret-{uuid.uuid4().hex[:8]}"
+    server = serve(seed_class, redis_url=REDIS_URL, rq_queue_name=queue, label_studio_url="http://ls:8080",
+                   label_studio_api_key="configured-key")  # fmt: skip
+    conn = redis.Redis.from_url(REDIS_URL)
+    job_id = "none"
+    try:
+        server.post(
+            "/setup", json={"project": PROJECT, "schema": SEED_CONFIG, "access_token": "setup-tok-77"}
+        )
+        r = server.post("/webhook", json={"action": "START_TRAINING", "project": {"id": 21}})
+        assert r.status_code == 201
+        job_id = r.json()["job_id"]
+        from rq.job import Job
+
+        job = Job.fetch(job_id, connection=conn)
+        assert job.kwargs["request"]["project_id"] == "21", "the job's arguments are readable"
+        assert "setup-tok-77" not in repr(job.kwargs)
+    finally:
+        for key in conn.scan_iter(f"*{queue}*"):
+            conn.delete(key)
+        conn.delete(f"rq:job:{job_id}")

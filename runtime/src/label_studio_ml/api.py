@@ -241,7 +241,8 @@ def _train(
         label_config=label_config or backend.registry.remember_config(pid, None),
         annotations=annotations,
         hostname=info.hostname if info else None,
-        access_token=info.access_token if info else None,
+        # the configured key wins over /setup's token: then the token need not travel via Redis
+        access_token=info.access_token if info and not backend.settings.label_studio_api_key else None,
         extra_params=info.extra_params if info else {},
     )
     try:

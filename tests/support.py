@@ -3,8 +3,14 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 import threading
+import time
+from pathlib import Path
+from typing import Tuple
 
+import pytest
 import requests
 from werkzeug.serving import make_server
 
@@ -48,3 +54,26 @@ class LiveServer:
         self.server.shutdown()
         self.thread.join(5)
         self.http.close()
+
+
+def serve_wsgi(project: Path, port: int, model_dir: Path) -> Tuple[subprocess.Popen, str]:
+    """Start ``python wsgi.py`` of a baked backend (development mode) and wait for ``/health``."""
+    proc = subprocess.Popen(
+        [sys.executable, "wsgi.py", "--host", "127.0.0.1", "--port", str(port)],
+        cwd=project,
+        env=clean_env(MODEL_DIR=str(model_dir)),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            requests.get(f"{url}/health", timeout=1)
+            return proc, url
+        except requests.ConnectionError:
+            if proc.poll() is not None or time.monotonic() > deadline:
+                proc.kill()
+                pytest.fail(f"python wsgi.py did not come up:\n{proc.communicate()[0]}")
+            time.sleep(0.2)

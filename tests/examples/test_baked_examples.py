@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from ..support import clean_env
+from ..support import clean_env, serve_wsgi
 from .conftest import EXAMPLES, NAMES, label_config
 
 cookiecutter_main = pytest.importorskip("cookiecutter.main", reason="cookiecutter is not installed")
@@ -72,27 +72,8 @@ def free_port():
 def test_baked_text_classifier_learns_over_http(template_dir, runtime_requirement, tmp_path):
     """``python wsgi.py`` of the baked text classifier: /setup, /train, /training, /predict."""
     project = bake("text_classifier", template_dir, runtime_requirement, tmp_path)
-    port = free_port()
-    proc = subprocess.Popen(
-        [sys.executable, "wsgi.py", "--host", "127.0.0.1", "--port", str(port)],
-        cwd=project,
-        env=clean_env(MODEL_DIR=str(tmp_path / "models")),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    url = f"http://127.0.0.1:{port}"
+    proc, url = serve_wsgi(project, free_port(), tmp_path / "models")
     try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                requests.get(f"{url}/health", timeout=1)
-                break
-            except requests.ConnectionError:
-                if proc.poll() is not None or time.monotonic() > deadline:
-                    proc.kill()
-                    pytest.fail(f"python wsgi.py did not come up:\n{proc.communicate()[0]}")
-                time.sleep(0.2)
         config = label_config("text_classifier")
         project_id = "4.1700000000"
         tasks = json.loads((EXAMPLES / "text_classifier" / "data.json").read_text())

@@ -2,12 +2,11 @@
 
 import subprocess
 import sys
-import time
 
 import pytest
 import requests
 
-from ..support import clean_env
+from ..support import clean_env, serve_wsgi
 
 LABEL_CONFIG = """<View>
   <Image name="image" value="$image"/>
@@ -30,31 +29,9 @@ def test_baked_repo_own_tests_pass(script, bake, seed_script, run):
     )
 
 
-def serve(project, port, tmp_path):
-    proc = subprocess.Popen(
-        [sys.executable, "wsgi.py", "--host", "127.0.0.1", "--port", str(port)],
-        cwd=project,
-        env=clean_env(MODEL_DIR=str(tmp_path / "models")),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 30
-    while True:
-        try:
-            requests.get(f"{url}/health", timeout=1)
-            return proc, url
-        except requests.ConnectionError:
-            if proc.poll() is not None or time.monotonic() > deadline:
-                proc.kill()
-                pytest.fail(f"python wsgi.py did not come up:\n{proc.communicate()[0]}")
-            time.sleep(0.2)
-
-
 def exercise_seed_backend(project, free_port, tmp_path):
     """/health, /setup and /predict of the seed DummyModel over real HTTP."""
-    proc, url = serve(project, free_port(), tmp_path)
+    proc, url = serve_wsgi(project, free_port(), tmp_path / "models")
     try:
         health = requests.get(f"{url}/health", timeout=5)
         assert health.status_code == 200

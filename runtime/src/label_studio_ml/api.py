@@ -26,7 +26,7 @@ from .model import predict_takes_context
 from .registry import ModelLoadError, ModelRegistry
 from .response import PredictionError, dumps, loads, normalize_predictions
 from .settings import Settings
-from .store import ModelStore, StoreError, check_project_id
+from .store import PROJECT_ID_RE, ModelStore, StoreError
 from .training import RQTrainer, ThreadTrainer, TrainingUnavailable, TrainRequest, redact
 
 logger = logging.getLogger("label_studio_ml")
@@ -98,7 +98,8 @@ def _body() -> Dict[str, Any]:
     return body
 
 
-_PROJECT_RE = re.compile(r"([A-Za-z0-9_-]{1,64})(?:\.[0-9]+)?")  # ASCII only, whole string
+# Label Studio's "<id>.<created_at>": the id part is the store's project id (fullmatch)
+_PROJECT_RE = re.compile(rf"({PROJECT_ID_RE.pattern})(?:\.[0-9]+)?")
 
 
 def project_id_of(value: Any) -> str:
@@ -116,7 +117,7 @@ def project_id_of(value: Any) -> str:
         raise ApiError(
             400, "bad_request", f"'project' {str(value)[:80]!r} is not a project id like '12.1719830400'"
         )
-    return check_project_id(match.group(1))
+    return match.group(1)
 
 
 def _check_config(backend: Backend, pid: str, config: Optional[str]) -> None:

@@ -256,7 +256,7 @@ def construction(**values: Any) -> Iterator[None]:
         _construction.reset(token)
 
 
-def _accepted_kwargs(func: Any, values: Dict[str, Any]) -> Dict[str, Any]:
+def accepted_kwargs(func: Any, values: Dict[str, Any]) -> Dict[str, Any]:
     """The subset of ``values`` that ``func`` accepts as keyword arguments."""
     try:
         params = inspect.signature(func).parameters
@@ -279,7 +279,7 @@ def build_model(model_class: type, **values: Any) -> LabelStudioMLBase:
     context, so a subclass ``__init__`` with a narrow signature still gets a complete model.
     """
     public = {k: v for k, v in values.items() if k not in ("served_version", "workdir")}
-    kwargs = _accepted_kwargs(model_class.__init__, public)
+    kwargs = accepted_kwargs(model_class.__init__, public)
     with construction(**values):
         model = model_class(**kwargs)
     if values.get("served_version"):
@@ -310,9 +310,4 @@ def fit_style(model_class: type) -> str:
 
 def predict_takes_context(model_class: type) -> bool:
     """Whether ``predict`` accepts ``context=`` (explicitly or through ``**kwargs``)."""
-    return bool(_accepted_kwargs(model_class.predict, {"context": None}))
-
-
-def accepted_kwargs(func: Any, values: Dict[str, Any]) -> Dict[str, Any]:
-    """Public wrapper of the signature filter, used by the runtime's call sites."""
-    return _accepted_kwargs(func, values)
+    return bool(accepted_kwargs(model_class.predict, {"context": None}))

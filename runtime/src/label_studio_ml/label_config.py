@@ -307,3 +307,36 @@ def build_label_map(
         elif label.lower() in by_lower:
             label_map[by_lower[label.lower()]] = label
     return label_map
+
+
+# ------------------------------------------------------------------ label-studio-sdk (optional)
+# The range the pre-generation hook writes into a generated requirements.txt when a script uses
+# the SDK; Label Studio 1.23.2 itself installs label-studio-sdk 2.1.2.
+SDK_REQUIREMENT = "label-studio-sdk>=2.1,<3"
+
+
+class SDKNotInstalledError(ImportError):
+    """``self.label_interface`` (or another SDK-backed feature) needs ``label-studio-sdk``."""
+
+
+def sdk_label_interface(config: Optional[str]) -> Any:
+    """A ``label_studio_sdk.label_interface.LabelInterface`` of ``config`` (imported lazily).
+
+    Raises:
+        SDKNotInstalledError: label-studio-sdk is not installed.
+        ValueError: No labeling config (the project has not sent one yet).
+    """
+    try:
+        from label_studio_sdk.label_interface import LabelInterface
+    except ImportError as exc:
+        raise SDKNotInstalledError(
+            f"self.label_interface needs the label-studio-sdk package ({exc}); install it with "
+            f"pip install '{SDK_REQUIREMENT}' (or pip install 'lsml-runtime[sdk]')",
+            name="label_studio_sdk",
+        ) from None
+    if not config or not str(config).strip():
+        raise ValueError(
+            "self.label_interface needs the project's labeling config, and none was sent yet "
+            "(Label Studio sends it as 'schema' to /setup and 'label_config' to /predict)"
+        )
+    return LabelInterface(config=config)

@@ -18,6 +18,7 @@ import inspect
 import json
 import logging
 import os
+import re
 import tempfile
 import threading
 
@@ -26,11 +27,13 @@ try:
 except ImportError:  # pragma: no cover - Windows: in-process lock only
     fcntl = None  # type: ignore[assignment]
 from pathlib import Path
-from typing import Any, Dict, Iterator, List, Optional
+from typing import Any, Callable, Dict, Iterator, List, Optional
 
 from .label_config import build_label_map as _build_label_map
 from .label_config import get_first_tag_occurence as _first_tag
 from .label_config import parse_config
+from .label_config import sdk_label_interface as _sdk_label_interface
+from .response import ModelResponse  # noqa: F401  upstream scripts import it from here
 
 logger = logging.getLogger(__name__)
 
@@ -42,6 +45,27 @@ _construction: contextvars.ContextVar[Optional[Dict[str, Any]]] = contextvars.Co
     "lsml_construction", default=None
 )
 _kv_lock = threading.Lock()
+_interface_lock = threading.Lock()
+_SEMVER = re.compile(r"(\d+)\.(\d+)\.(\d+)")
+
+# Upstream's function style: ``@predict_fn`` / ``@update_fn`` register module-level functions
+# that the base class's ``predict`` / ``fit`` call as ``f(tasks, context, helper=model)``.
+_predict_fn: Optional[Callable[..., Any]] = None
+_update_fn: Optional[Callable[..., Any]] = None
+
+
+def predict_fn(f: Callable[..., Any]) -> Callable[..., Any]:
+    """Register ``f(tasks, context, helper=model, **kwargs)`` as the base class's ``predict``."""
+    global _predict_fn
+    _predict_fn = f
+    return f
+
+
+def update_fn(f: Callable[..., Any]) -> Callable[..., Any]:
+    """Register ``f(event, data, helper=model, **kwargs)`` as the base class's ``fit``."""
+    global _update_fn
+    _update_fn = f
+    return f
 
 
 class LabelStudioMLBase:
@@ -66,6 +90,7 @@ class LabelStudioMLBase:
         "START_TRAINING",
         "ANNOTATION_CREATED",
         "ANNOTATION_UPDATED",
+        "ANNOTATION_DELETED",
         "ANNOTATIONS_CREATED",
         "ANNOTATIONS_DELETED",
         "PROJECT_UPDATED",
@@ -134,10 +159,14 @@ class LabelStudioMLBase:
             A list with one prediction dict (``{"result": [...], "score": 0.9}``) per task, or a
             :class:`~label_studio_ml.response.ModelResponse`.
         """
+        if _predict_fn is not None:  # registered with @predict_fn (upstream's function style)
+            return _predict_fn(tasks, context, helper=self, **kwargs)
         raise NotImplementedError(f"{type(self).__name__} must override predict()")
 
     def fit(self, event: Any, data: Any = None, **kwargs: Any) -> Any:
         """Override this to train. See the module docstring for the two accepted signatures."""
+        if _update_fn is not None:  # registered with @update_fn
+            return _update_fn(event, data, helper=self, **kwargs)
         raise NotImplementedError(f"{type(self).__name__} does not implement fit()")
 
     # ----------------------------------------------------------------- versions
@@ -238,6 +267,97 @@ class LabelStudioMLBase:
         )
         return client.get_annotated_tasks(project_id or self.project_id)
 
+    # ----------------------------------------------------------------- current SDK surface
+    # label_studio_ml at label-studio-ml-backend HEAD: label_interface, preload_task_data,
+    # use_label_config, set_extra_params, bump_model_version, get_label_studio_access_token.
+    @property
+    def label_interface(self) -> Any:
+        """The project's labeling config as a ``label_studio_sdk.label_interface.LabelInterface``.
+
+        Built on first use, once per live model instance (and again only if ``label_config``
+        changes). Needs the optional ``label-studio-sdk`` package (``lsml-runtime[sdk]``).
+
+        Raises:
+            ImportError: label-studio-sdk is not installed (the message says what to install).
+            ValueError: The project has no labeling config yet.
+        """
+        cached = self.__dict__.get("_lsml_label_interface")
+        if cached is not None and cached[0] == self.label_config:
+            return cached[1]
+        with _interface_lock:
+            cached = self.__dict__.get("_lsml_label_interface")
+            if cached is None or cached[0] != self.label_config:
+                cached = (self.label_config, _sdk_label_interface(self.label_config))
+                self.__dict__["_lsml_label_interface"] = cached
+        return cached[1]
+
+    @label_interface.setter
+    def label_interface(self, value: Any) -> None:
+        self.__dict__["_lsml_label_interface"] = (self.label_config, value)
+
+    def use_label_config(self, label_config: str) -> None:
+        """Switch this instance to another labeling config (``label_config``, parsed, interface)."""
+        self.parsed_label_config = parse_config(label_config)
+        self.label_config = label_config
+        self.__dict__.pop("_lsml_label_interface", None)
+
+    def set_extra_params(self, extra_params: Any) -> None:
+        """Replace the connection's extra params (a dict, or its JSON text)."""
+        if isinstance(extra_params, str):
+            extra_params = json.loads(extra_params) if extra_params.strip() else {}
+        self.extra_params = dict(extra_params or {})
+
+    def bump_model_version(self) -> str:
+        """Raise the minor part of a ``X.Y.Z`` model version (``1.4.2`` → ``1.5.0``); returns it.
+
+        Raises:
+            ValueError: The current version is not ``X.Y.Z``.
+        """
+        current = str(self.get("model_version") or self.INITIAL_MODEL_VERSION)
+        match = _SEMVER.fullmatch(current)
+        if not match:
+            raise ValueError(f"bump_model_version() needs an X.Y.Z model_version, not {current!r}")
+        new = f"{match.group(1)}.{int(match.group(2)) + 1}.0"
+        self.set("model_version", new)
+        return new
+
+    def get_label_studio_access_token(self) -> Optional[str]:
+        """The Label Studio key: ``LABEL_STUDIO_API_KEY`` (or ``_ACCESS_TOKEN``), else ``/setup``'s."""
+        return (
+            os.environ.get("LABEL_STUDIO_API_KEY")
+            or os.environ.get("LABEL_STUDIO_ACCESS_TOKEN")
+            or self.access_token
+        )
+
+    def preload_task_data(self, task: Dict[str, Any], value: Any = None, read_file: bool = True) -> Any:
+        """Replace URLs, storage URIs and paths in ``value`` with their files' text (or paths).
+
+        Dicts and lists are walked recursively (dicts in place). A string that names media
+        (``/data/upload/...``, ``/data/local-files/?d=...``, ``s3://``/``gs://``/``azure-blob://``,
+        an ``http(s)`` URL or an existing path) goes through :meth:`get_local_path`; anything
+        else comes back unchanged, ``None`` included.
+
+        Args:
+            task: The task ``value`` belongs to (its ``id`` resolves cloud storage URIs).
+            value: Usually ``task["data"]`` or one of its values.
+            read_file: Return the file's text (True) or its local path (False).
+        """
+        from .utils import is_preload_needed
+
+        if isinstance(value, dict):
+            for key, item in value.items():
+                value[key] = self.preload_task_data(task=task, value=item, read_file=read_file)
+            return value
+        if isinstance(value, list):
+            return [self.preload_task_data(task=task, value=item, read_file=read_file) for item in value]
+        if isinstance(value, str) and is_preload_needed(value):
+            path = self.get_local_path(url=value, task_id=task.get("id"))
+            if not read_file:
+                return path
+            with open(path, encoding="utf-8") as fh:
+                return fh.read()
+        return value
+
     def process_event(self, event: str, data: Any, job_id: Any = None, additional_params: Any = None) -> Any:
         """Old SDK entry point: call ``fit`` for training events."""
         if event in self.TRAIN_EVENTS:
@@ -292,6 +412,8 @@ def build_model(model_class: type, **values: Any) -> LabelStudioMLBase:
 def fit_style(model_class: type) -> str:
     """``"current"`` for ``fit(event, data, **kwargs)``, else ``"seed"`` (``fit(annotations)``)."""
     fit = getattr(model_class, "fit", None)
+    if fit is LabelStudioMLBase.fit and _update_fn is not None:
+        return "current"  # the base fit calls the @update_fn function
     if fit is None or fit is LabelStudioMLBase.fit:
         return "none"
     try:
@@ -311,3 +433,27 @@ def fit_style(model_class: type) -> str:
 def predict_takes_context(model_class: type) -> bool:
     """Whether ``predict`` accepts ``context=`` (explicitly or through ``**kwargs``)."""
     return bool(accepted_kwargs(model_class.predict, {"context": None}))
+
+
+def get_all_classes_inherited_LabelStudioMLBase(script_file: str) -> List[str]:  # noqa: N802 - upstream name
+    """Names of the :class:`LabelStudioMLBase` subclasses a script defines (imports it)."""
+    import importlib.util
+    import sys
+
+    path = os.path.abspath(script_file)
+    name = os.path.splitext(os.path.basename(path))[0]
+    spec = importlib.util.spec_from_file_location(name, path)
+    if spec is None or spec.loader is None:
+        raise ImportError(f"cannot import {script_file}: not a Python file")
+    module = importlib.util.module_from_spec(spec)
+    sys.path.insert(0, os.path.dirname(path))
+    try:
+        sys.modules[name] = module
+        spec.loader.exec_module(module)
+    finally:
+        sys.path.remove(os.path.dirname(path))
+    return sorted(
+        key
+        for key, obj in vars(module).items()
+        if inspect.isclass(obj) and issubclass(obj, LabelStudioMLBase) and obj is not LabelStudioMLBase
+    )

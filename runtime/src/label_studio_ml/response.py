@@ -86,6 +86,9 @@ def _plain(value: Any) -> Any:
         return {str(k): _plain(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
         return [_plain(v) for v in value]
+    region = getattr(value, "_dict", None)
+    if callable(region) and hasattr(value, "from_tag"):  # label_studio_sdk Region: its wire form
+        return _plain(region())
     dump = getattr(value, "model_dump", None)
     if callable(dump):
         return _plain(dump())
@@ -144,6 +147,11 @@ def normalize_predictions(
         raise PredictionError("predict() returned None; return one prediction per task")
     if not isinstance(raw, (list, tuple)):
         raise PredictionError(f"predict() returned a {type(raw).__name__}, expected a list")
+    if not raw and n_tasks:
+        # ``ModelResponse(predictions=[])`` (an interactive model called without context):
+        # "nothing for any task". One empty list per task is what Label Studio 1.23 takes
+        # without an error and without storing anything (docs/labelstudio.md).
+        return [[] for _ in range(n_tasks)], None, 0
     if len(raw) != n_tasks:
         raise PredictionError(
             f"predict() returned {len(raw)} predictions for {n_tasks} tasks; "

@@ -10,7 +10,7 @@ import tempfile
 import threading
 import urllib.parse
 import urllib.request
-from typing import Any, Dict, Optional, Tuple
+from typing import Any, Dict, List, Optional, Tuple
 
 from .label_config import (
     LabelConfigError,
@@ -22,15 +22,23 @@ from .label_config import (
 from .lsclient import LabelStudioClient, LabelStudioError, fetch, make_client, normalize_url
 
 __all__ = [
+    "DATA_UNDEFINED_NAME",
+    "InMemoryLRUDictCache",
     "LabelConfigError",
     "build_label_map",
+    "compare_nested_structures",
     "get_choice",
     "get_env",
+    "get_first_tag_keys",
     "get_first_tag_occurence",
+    "get_image_local_path",
     "get_image_size",
     "get_local_path",
     "get_single_tag_keys",
+    "is_preload_needed",
     "is_skipped",
+    "is_valid_url",
+    "match_labels",
     "parse_config",
 ]
 
@@ -109,7 +117,7 @@ def is_skipped(task: Dict[str, Any]) -> bool:
 
 
 def get_image_size(filepath: str) -> Tuple[int, int]:
-    """``(width, height)`` of an image file (needs Pillow).
+    """``(width, height)`` of an image file as displayed, EXIF rotation applied (needs Pillow).
 
     Args:
         filepath: The image path.
@@ -124,8 +132,10 @@ def get_image_size(filepath: str) -> Tuple[int, int]:
         from PIL import Image
     except ImportError:
         raise ImportError("get_image_size needs Pillow: pip install pillow") from None
+    from PIL import ImageOps
+
     with Image.open(filepath) as image:
-        return image.size
+        return ImageOps.exif_transpose(image).size  # the size as displayed (EXIF orientation)
 
 
 def _ls_client(hostname: Optional[str], access_token: Optional[str]) -> Optional[LabelStudioClient]:
@@ -263,3 +273,128 @@ def get_local_path(
         logger.info("downloading %s", url.split("?", 1)[0])
         _download(url, path, client)
     return path
+
+
+# --------------------------------------------------------------------- current SDK helpers
+# The rest of label_studio_ml.utils at label-studio-ml-backend HEAD (same names and behaviour).
+
+DATA_UNDEFINED_NAME = "$undefined$"
+"""The task data key Label Studio uses for a value imported without a key (a bare text line)."""
+
+
+def get_first_tag_keys(
+    parsed_label_config: Dict[str, Any], control_type: str, object_type: str
+) -> Tuple[Optional[str], Optional[Dict[str, Any]]]:
+    """``(from_name, info)`` of the first ``control_type`` control reading an ``object_type``.
+
+    Returns:
+        The control's name and its parsed info, or ``(None, None)``.
+    """
+    for from_name, info in parsed_label_config.items():
+        if info["type"] == control_type:
+            for item in info["inputs"]:
+                if item["type"] == object_type:
+                    return from_name, info
+    return None, None
+
+
+def get_image_local_path(
+    url: str,
+    image_cache_dir: Optional[str] = None,
+    project_dir: Optional[str] = None,
+    image_dir: Optional[str] = None,
+    label_studio_host: Optional[str] = None,
+    label_studio_access_token: Optional[str] = None,
+    task_id: Any = None,
+) -> str:
+    """:func:`get_local_path` with the old image-specific argument names."""
+    return get_local_path(
+        url=url,
+        cache_dir=image_cache_dir,
+        project_dir=project_dir,
+        hostname=label_studio_host or get_env("HOSTNAME"),
+        image_dir=image_dir,
+        access_token=label_studio_access_token,
+        task_id=task_id,
+    )
+
+
+class InMemoryLRUDictCache:
+    """A small least-recently-used dict (``get``/``put``/``in``), ``capacity`` entries."""
+
+    def __init__(self, capacity: int = 1) -> None:
+        from collections import OrderedDict
+
+        self.cache: OrderedDict[Any, Any] = OrderedDict()
+        self.capacity = capacity
+
+    def __contains__(self, item: Any) -> bool:
+        return item in self.cache
+
+    def get(self, key: Any) -> Any:
+        if key in self.cache:
+            self.cache.move_to_end(key)
+            return self.cache[key]
+        return None
+
+    def put(self, key: Any, value: Any) -> None:
+        if key in self.cache:
+            self.cache.move_to_end(key)
+        elif len(self.cache) >= self.capacity:
+            self.cache.popitem(last=False)
+        self.cache[key] = value
+
+    def __str__(self) -> str:
+        return str(self.cache)
+
+
+def match_labels(input: str, labels: List[str]) -> List[str]:  # noqa: A002 - upstream's name
+    """For each line of ``input``, the most similar of ``labels`` (difflib ratio)."""
+    import difflib
+
+    matched = []
+    for line in input.splitlines():
+        scores = [difflib.SequenceMatcher(None, line, label).ratio() for label in labels]
+        matched.append(labels[scores.index(max(scores))])
+    return matched
+
+
+def is_valid_url(path: str) -> bool:
+    """Whether ``path`` is a URL with a scheme and a host."""
+    try:
+        result = urllib.parse.urlparse(path)
+    except ValueError:
+        return False
+    return bool(result.scheme and result.netloc)
+
+
+def is_preload_needed(url: str) -> bool:
+    """Whether a task value names media to load: an upload, a local-files URL, a cloud storage
+    URI (``s3:``, ``gs:``, ``azure-blob:``), an URL with a host, or an existing path."""
+    if url.startswith(("upload", "/upload")):
+        url = "/data" + ("" if url.startswith("/") else "/") + url
+    return (
+        url.startswith("/data/upload")
+        or (url.startswith("/data/") and "?d=" in url)
+        or url.startswith(("s3:", "gs:", "azure-blob:"))
+        or is_valid_url(url)
+        or os.path.exists(url)
+    )
+
+
+def compare_nested_structures(a: Any, b: Any, path: str = "", rel: float = 1e-4, abs: Any = None) -> None:  # noqa: A002
+    """Assert two nested dicts/lists are equal, floats compared with ``pytest.approx``."""
+    from pytest import approx  # pytest is only needed by tests that call this
+
+    if isinstance(a, dict) and isinstance(b, dict):
+        assert a.keys() == b.keys(), f"Keys mismatch at {path}"
+        for key in a:
+            compare_nested_structures(a[key], b[key], f"{path}.{key}", rel, abs)
+    elif isinstance(a, list) and isinstance(b, list):
+        assert len(a) == len(b), f"List size mismatch at {path}"
+        for i, (left, right) in enumerate(zip(a, b)):
+            compare_nested_structures(left, right, f"{path}[{i}]", rel, abs)
+    elif isinstance(a, float) and isinstance(b, float):
+        assert a == approx(b, rel=rel, abs=abs), f"Mismatch at {path}"
+    else:
+        assert a == b, f"Mismatch at {path}"

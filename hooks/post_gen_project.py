@@ -79,6 +79,22 @@ def merge_requirements(handoff: dict) -> list[str]:
     return added
 
 
+SDK_LINE = re.compile(r"^\s*label[-_.]studio[-_.]sdk\s*([<>=!~;\[@]|$)", re.I)
+
+
+def add_sdk_requirement(handoff: dict) -> str:
+    """A script that uses label_studio_sdk gets the pinned SDK range (unless it pins its own)."""
+    requirement = handoff.get("sdk_requirement") or ""
+    if not handoff.get("needs_sdk") or not requirement:
+        return ""
+    ours = Path("requirements.txt")
+    lines = ours.read_text(encoding="utf-8").splitlines()
+    if any(SDK_LINE.match(line) for line in lines):
+        return ""
+    ours.write_text("\n".join([*lines, requirement]) + "\n", encoding="utf-8")
+    return requirement
+
+
 def wire_class(model_class: str) -> None:
     """Point wsgi.py at the detected class (the template renders the example's name)."""
     if not model_class:
@@ -116,6 +132,9 @@ def main() -> int:
     origin = install_model(handoff)
     using_example = origin == "the built-in example"
     added = merge_requirements(handoff)
+    sdk = add_sdk_requirement(handoff)
+    if sdk:
+        added.append(sdk)
     wire_class(handoff.get("model_class", ""))
     has_config = write_label_config(handoff)
     prune(using_example)

@@ -29,6 +29,10 @@ PYTHON_VERSIONS = ("3.11", "3.12", "3.13")
 EXAMPLE_CLASS = "NewModel"
 IMPORT_TIMEOUT = 120
 MARKER = "@@lsml-detect@@"
+# Kept equal to label_studio_ml.label_config.SDK_REQUIREMENT (a test checks): the hooks are
+# stdlib-only and must not import the runtime.
+SDK_MODULE = "label_studio_sdk"
+SDK_REQUIREMENT = "label-studio-sdk>=2.1,<3"
 
 # Runs in a child interpreter: import the script against label_studio_ml and report, as one
 # JSON line after MARKER, the LabelStudioMLBase subclasses the script itself defines.
@@ -215,8 +219,12 @@ def import_classes(script: Path, ctx: dict) -> list[str] | None:
     if status == "ok":
         return out["classes"]
     if status == "missing":
+        module = out["module"]
+        later = ""
+        if module.split(".")[0] == SDK_MODULE:
+            later = f" (the generated requirements.txt installs {SDK_REQUIREMENT})"
         warn(
-            f"script {str(script)!r} needs {out['module']!r}, which is not installed here; "
+            f"script {str(script)!r} needs {module!r}, which is not installed here{later}; "
             "found the model class by reading the file instead of importing it."
         )
         return None
@@ -234,6 +242,20 @@ def import_classes(script: Path, ctx: dict) -> list[str] | None:
             "Import LabelStudioMLBase from label_studio_ml.model",
         )
     raise fail("script", str(script), f"raised {out['error']} on import", "Fix the script and run again")
+
+
+def uses_sdk(tree: ast.Module) -> bool:
+    """Whether the script imports label_studio_sdk or touches ``.label_interface``."""
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            if any(alias.name.split(".")[0] == SDK_MODULE for alias in node.names):
+                return True
+        elif isinstance(node, ast.ImportFrom):
+            if node.level == 0 and (node.module or "").split(".")[0] == SDK_MODULE:
+                return True
+        elif isinstance(node, ast.Attribute) and node.attr == "label_interface":
+            return True
+    return False
 
 
 def label_config_of(tree: ast.Module) -> str | None:
@@ -327,6 +349,8 @@ def inspect_script(raw: str, ctx: dict) -> dict:
         "keep_model": False,
         "model_class": chosen,
         "label_config": label_config_of(tree),
+        "needs_sdk": uses_sdk(tree),
+        "sdk_requirement": SDK_REQUIREMENT,
         "requirements": str(requirements) if requirements.is_file() else "",
     }
 

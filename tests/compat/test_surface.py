@@ -87,15 +87,18 @@ def test_every_upstream_public_name_exists():
     assert ModelResponse is FromResponse
 
 
+SEEN_INTERFACES = []  # keeps every interface alive, so distinct ones have distinct ids
+
+
 class Interfaced(LabelStudioMLBase):
-    """Counts how often label_studio_sdk builds a LabelInterface for it."""
+    """Answers with the id of the LabelInterface it used and the labels it read from it."""
 
     def predict(self, tasks, context=None, **kwargs):
-        from_name, to_name, value = self.label_interface.get_first_tag_occurence("Labels", "Text")
-        labels = self.label_interface.get_control(from_name).labels
-        return [
-            {"result": [], "score": 0, "interface": id(self.label_interface), "labels": labels} for _ in tasks
-        ]
+        interface = self.label_interface
+        SEEN_INTERFACES.append(interface)
+        from_name, to_name, value = interface.get_first_tag_occurence("Labels", "Text")
+        labels = interface.get_control(from_name).labels
+        return [{"result": [], "score": 0, "interface": id(interface), "labels": labels} for _ in tasks]
 
 
 @pytest.fixture

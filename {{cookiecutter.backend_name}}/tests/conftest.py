@@ -45,13 +45,20 @@ def config_labels(config=LABEL_CONFIG):
     return labels
 
 
+TEXT_TAGS = {"Text", "HyperText"}
+
+
 def sample_task(task_id, config=LABEL_CONFIG):
-    """A task with a placeholder value for every $variable the config reads."""
+    """A task with a placeholder for every $variable the config reads: text for text tags
+    (a model may read a URL there as a file to download), else a media URL."""
     data = {}
     for node in ET.fromstring(config).iter():
         value = node.attrib.get("value", "")
         if value.startswith("$"):
-            data[value[1:]] = f"https://example.com/{task_id}.jpg"
+            if node.tag in TEXT_TAGS:
+                data[value[1:]] = f"Sample text number {task_id}."
+            else:
+                data[value[1:]] = f"https://example.com/{task_id}.jpg"
     return {"id": task_id, "data": data, "annotations": [], "predictions": []}
 
 

@@ -7,6 +7,7 @@ docs/runtime.md has the table this file checks.
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 import textwrap
@@ -82,9 +83,12 @@ def test_every_upstream_public_name_exists():
     assert set(UPSTREAM_UTILS) <= set(utils.__all__)
     assert utils.DATA_UNDEFINED_NAME == "$undefined$"
     assert "ANNOTATION_DELETED" in LabelStudioMLBase.TRAIN_EVENTS
-    from label_studio_ml.response import ModelResponse as FromResponse
+    from label_studio_ml import response
 
-    assert ModelResponse is FromResponse
+    assert ModelResponse is response.ModelResponse
+    for name in ("ModelResponse", "PredictionValue", "SingleTaskPredictions"):
+        assert hasattr(response, name), name
+    assert callable(init_app)
 
 
 SEEN_INTERFACES = []  # keeps every interface alive, so distinct ones have distinct ids
@@ -143,8 +147,13 @@ def test_label_interface_without_the_sdk_names_the_package(live, monkeypatch):
     response = _predict(server, [{"id": 1, "data": {"text": "a"}}])
     assert response.status_code == 500
     detail = response.json()["detail"]
-    assert "SDKNotInstalledError" in detail and "label-studio-sdk" in detail, detail
-    assert SDK_REQUIREMENT in detail and "lsml-runtime[sdk]" in detail
+    assert detail.startswith("Interfaced.predict raised SDKNotInstalledError: "), detail
+    expected = (  # as docs/runtime.md quotes it
+        r"self\.label_interface needs the label-studio-sdk package \(.*\); install it with pip install "
+        r"'label-studio-sdk>=2\.1,<3' \(or pip install 'lsml-runtime\[sdk\]'\)"
+    )
+    assert re.fullmatch(expected, detail.split(": ", 1)[1]), detail
+    assert SDK_REQUIREMENT == "label-studio-sdk>=2.1,<3"
     with pytest.raises(ImportError, match="pip install"):
         _ = Interfaced(label_config=TEXT_CONFIG).label_interface
 
@@ -347,3 +356,13 @@ def test_upstream_init_app_with_the_test_client(tmp_path, monkeypatch):
 
 def test_scripts_table_matches_the_data_dir():
     assert {p.stem for p in DATA.glob("*.py")} == set(SCRIPTS)
+
+
+def test_one_sdk_range_everywhere(repo_root):
+    """The hook's pin, the runtime's error message and the [sdk] extra name the same range."""
+    hook = (repo_root / "hooks" / "pre_gen_project.py").read_text(encoding="utf-8")
+    assert f'SDK_REQUIREMENT = "{SDK_REQUIREMENT}"' in hook
+    pyproject = (repo_root / "runtime" / "pyproject.toml").read_text(encoding="utf-8")
+    assert f"sdk = ['{SDK_REQUIREMENT};" in pyproject
+    dev = (repo_root / "requirements-dev.txt").read_text(encoding="utf-8").splitlines()
+    assert "label-studio-sdk==2.1.2" in dev  # what Label Studio 1.23.2 installs

@@ -46,6 +46,10 @@ class PredictionValue:
         return f"PredictionValue(result={self.result!r}, score={self.score!r})"
 
 
+# upstream's alias: one prediction or several for one task
+SingleTaskPredictions = Union[List[PredictionValue], PredictionValue]
+
+
 class ModelResponse:
     """What current-style ``predict`` returns: predictions plus an optional version."""
 

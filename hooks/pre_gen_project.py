@@ -56,7 +56,15 @@ try:
 except ImportError as exc:
     missing = getattr(exc, "name", None) or ""
     status = "runtime_import" if missing.split(".")[0] == "label_studio_ml" else "missing"
-    report(status=status, module=missing, error="%s: %s" % (type(exc).__name__, exc))
+    version = ""
+    if missing.split(".")[0] == "label_studio_sdk" and missing != "label_studio_sdk":
+        try:  # the SDK is here, but not that module of it: written for another SDK version
+            import label_studio_sdk
+            from importlib.metadata import version as dist_version
+            version = dist_version("label-studio-sdk")
+        except Exception:
+            version = ""
+    report(status=status, module=missing, sdk=version, error="%s: %s" % (type(exc).__name__, exc))
 except BaseException as exc:
     report(status="error", error="%s: %s" % (type(exc).__name__, exc))
 found = [
@@ -220,6 +228,14 @@ def import_classes(script: Path, ctx: dict) -> list[str] | None:
         return out["classes"]
     if status == "missing":
         module = out["module"]
+        if out.get("sdk"):
+            warn(
+                f"script {str(script)!r} imports {module!r}, which label-studio-sdk {out['sdk']} "
+                "does not have (the script was written for another SDK version; in 2.x "
+                "PredictionValue is in label_studio_sdk.label_interface.objects); found the model "
+                "class by reading the file instead of importing it."
+            )
+            return None
         later = ""
         if module.split(".")[0] == SDK_MODULE:
             later = f" (the generated requirements.txt installs {SDK_REQUIREMENT})"

@@ -234,3 +234,41 @@ def test_hook_warning_names_the_sdk(tmp_path, template_dir, runtime_requirement)
     assert re.fullmatch(expected, warnings[0]), warnings
     assert "Traceback" not in proc.stderr
     assert SDK_REQUIREMENT in (tmp_path / "out" / "nosdk" / "requirements.txt").read_text()
+
+
+def test_hook_warns_about_an_import_the_installed_sdk_lacks(tmp_path, template_dir, runtime_requirement):
+    """Older upstream examples import ``label_studio_sdk.objects``, which SDK 2.x does not have."""
+    script = tmp_path / "model.py"
+    script.write_text(
+        "from label_studio_ml.model import LabelStudioMLBase\n"
+        "from label_studio_sdk.objects import PredictionValue\n\n\n"
+        "class OldSdk(LabelStudioMLBase):\n"
+        "    def predict(self, tasks, context=None, **kwargs):\n"
+        "        return [PredictionValue(result=[]) for _ in tasks]\n",
+        encoding="utf-8",
+    )
+    proc = subprocess.run(
+        [
+            str(VENV_BIN / "cookiecutter"),
+            str(template_dir),
+            "--no-input",
+            "-o",
+            str(tmp_path / "out"),
+            "backend_name=oldsdk",
+            f"script={script}",
+            f"_runtime_requirement={runtime_requirement}",
+        ],
+        capture_output=True,
+        text=True,
+        env=clean_env(),
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr
+    warnings = [line for line in proc.stderr.splitlines() if line.startswith("WARNING:")]
+    assert warnings == [
+        f"WARNING: script '{script}' imports 'label_studio_sdk.objects', which label-studio-sdk 2.1.2 "
+        "does not have (the script was written for another SDK version; in 2.x PredictionValue is in "
+        "label_studio_sdk.label_interface.objects); found the model class by reading the file instead "
+        "of importing it."
+    ], proc.stderr
+    assert "from model import OldSdk" in (tmp_path / "out" / "oldsdk" / "wsgi.py").read_text()

@@ -36,11 +36,18 @@ def _png(seed: str) -> bytes:
 
 @pytest.mark.parametrize("credentials", ["configured", "setup"])
 def test_s3_image_reaches_the_model_through_presign(
-    credentials, label_studio, moto_s3, baked, serve, project_title, helpers, tmp_path
+    credentials, label_studio, moto_s3, baked, serve, project_title, helpers, tmp_path, monkeypatch
 ):
     """``configured``: LABEL_STUDIO_URL + LABEL_STUDIO_API_KEY. ``setup``: nothing configured,
     the backend uses the ``hostname`` and project creator's token that ``/setup`` sent."""
     ls = label_studio
+    for name in (
+        "LABEL_STUDIO_URL",
+        "LABEL_STUDIO_HOST",
+        "LABEL_STUDIO_API_KEY",
+        "LABEL_STUDIO_ACCESS_TOKEN",
+    ):
+        monkeypatch.delenv(name, raising=False)
     bucket = f"lsml-{uuid.uuid4().hex[:12]}"  # new names each run: nothing can come from a cache
     images = {f"planes/{name}.png": _png(f"{bucket}/{name}") for name in ("boeing 747", "airbus")}
     s3 = moto_s3.client()
@@ -103,3 +110,32 @@ def test_s3_image_reaches_the_model_through_presign(
         quoted = key.replace(" ", "%20")
         assert re.search(rf"GET /{bucket}/{re.escape(quoted)}\?[^ ]*Signature=", moto_log), moto_s3.logs()
     assert ls.ml(ml["id"])["state"] == "CO"
+    if credentials == "configured":
+        _what_the_docs_say(ls, moto_s3, pid, storage["id"], uris, images, tmp_path / "in-process")
+
+
+def _what_the_docs_say(ls, moto_s3, pid, storage_id, uris, images, cache) -> None:
+    """docs/labelstudio.md's claims, checked in this process against the same Label Studio."""
+    from label_studio_ml.lsclient import LabelStudioError
+    from label_studio_ml.utils import get_local_path
+
+    task_id, uri = next(iter(uris.items()))
+    body = images[uri.split("/", 3)[3]]
+    kw = {"hostname": ls.url, "access_token": ls.token, "cache_dir": str(cache)}
+    # the browser API's rewritten form is accepted too
+    resolved = next(t["data"]["image"] for t in ls.tasks(pid) if t["id"] == task_id)
+    assert resolved.startswith(f"/tasks/{task_id}/resolve/?fileuri="), resolved
+    with open(get_local_path(resolved, **kw), "rb") as fh:
+        assert fh.read() == body
+    # a URI no storage of the project matches: Label Studio's 404, named
+    bucket = uri.split("/")[2]
+    with pytest.raises(LabelStudioError, match=r"answered 404 to .*/tasks/\d+/presign/"):
+        get_local_path(f"s3://not-{bucket}/x.png", task_id=task_id, **kw)
+    # "Use pre-signed URLs" off: Label Studio streams the bytes itself
+    ls.call("PATCH", f"/api/storages/s3/{storage_id}", json={"project": pid, "presign": False})
+    assert ls.call("GET", f"/api/storages/s3/{storage_id}")["presign"] is False
+    presigned_gets = moto_s3.log.read_text(errors="replace").count("Signature=")
+    proxied = get_local_path(uri, task_id=task_id, **{**kw, "cache_dir": str(cache / "proxied")})
+    with open(proxied, "rb") as fh:
+        assert fh.read() == body
+    assert moto_s3.log.read_text(errors="replace").count("Signature=") == presigned_gets, moto_s3.logs()

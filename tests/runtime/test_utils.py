@@ -245,7 +245,11 @@ def test_cloud_uri_errors(
     ls_and_storage: Tuple[Recorder, Recorder], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     ls, storage = ls_and_storage
-    with pytest.raises(ValueError, match=r"pass the task's id: get_local_path\(url, task_id=task\['id'\]\)"):
+    with pytest.raises(
+        ValueError,
+        match=r"^s3://bucket/x\.png is a cloud storage URI: Label Studio resolves it for a task, "
+        r"so pass the task's id: get_local_path\(url, task_id=task\['id'\]\)$",
+    ):
         get_local_path("s3://bucket/x.png", cache_dir=str(tmp_path))
     with pytest.raises(FileNotFoundError, match="set LABEL_STUDIO_URL and LABEL_STUDIO_API_KEY"):
         get_local_path("s3://bucket/x.png", cache_dir=str(tmp_path), task_id=1)

@@ -324,3 +324,23 @@ def test_model_get_local_path_has_the_sdk_signature(
     with pytest.raises(FileNotFoundError, match="an API key missing"):
         model.get_local_path("s3://b/k2.png", ls_host=storage.url, task_id=5, cache_dir=str(tmp_path))
     assert storage.seen == [("/signed/5?X-Amz-Signature=sig", "")]
+
+
+def test_cache_names_keep_the_file_name_safely(tmp_path: Path) -> None:
+    ls = {"hostname": "http://ls.invalid:8080", "access_token": "t", "cache_dir": str(tmp_path)}
+    fileuri = base64.urlsafe_b64encode(b"s3://b/dir/x y.png").decode()
+    cases = {
+        f"/tasks/9/resolve/?fileuri={fileuri}": "x_y.png",
+        "/data/upload/3/ab.jpg": "ab.jpg",
+        "/data/local-files/?d=some/dir/c%20d.wav": "c_d.wav",
+        "/storage-data/uploaded/?filepath=upload/3/e.png": "e.png",
+        "s3://b/..%2F..%2Fetc%2Fpasswd": "passwd",
+        "gs://b/../..": "file",
+        "azure-blob://c/" + "n" * 300 + ".tif": "n" * 96 + ".tif",
+        "http://example.invalid/a/%00%0a.png?x=1": "__.png",
+    }
+    for url, name in cases.items():
+        path = get_local_path(url, task_id=1, download_resources=False, **ls)
+        assert os.path.dirname(path) == str(tmp_path), (url, path)
+        assert os.path.basename(path).split("__", 1)[1] == name, (url, path)
+    assert not os.listdir(tmp_path)

@@ -196,10 +196,14 @@ def _default_cache_dir() -> str:
 
 
 def _file_name(url: str) -> str:
-    """The file name a media URL names: ``?d=`` and ``?filepath=`` values, else the URL's path."""
+    """The file name a media URL names: the storage URI's (also as ``?fileuri=``), ``?d=`` and
+    ``?filepath=`` values, else the URL's path; reduced to safe characters."""
     parsed = urllib.parse.urlsplit(url)
     query = urllib.parse.parse_qs(parsed.query)
     name = (query.get("d") or query.get("filepath") or [parsed.path])[-1]
+    if query.get("fileuri"):
+        with contextlib.suppress(ValueError, UnicodeError):
+            name = base64.urlsafe_b64decode(query["fileuri"][-1].encode()).decode().split("?", 1)[0]
     if _is_cloud_uri(url):
         name = url.split("?", 1)[0]
     name = os.path.basename(urllib.parse.unquote(name).rstrip("/"))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import functools
 import hashlib
 import logging
 import os
@@ -133,12 +134,20 @@ def get_image_size(filepath: str) -> Tuple[int, int]:
         return image.size
 
 
+_LS_ENV = ("LABEL_STUDIO_URL", "LABEL_STUDIO_HOST", "LABEL_STUDIO_API_KEY", "LABEL_STUDIO_ACCESS_TOKEN")
+
+
+@functools.lru_cache(maxsize=8)
+def _configured(values: Tuple[Optional[str], ...]) -> Tuple[Optional[str], Optional[str]]:
+    """``(LABEL_STUDIO_URL, LABEL_STUDIO_API_KEY)`` as :class:`Settings` reads them (memoised)."""
+    settings = Settings.from_env({k: v for k, v in zip(_LS_ENV, values) if v is not None})
+    return settings.label_studio_url, settings.label_studio_api_key
+
+
 def _credentials(hostname: Optional[str], access_token: Optional[str]) -> Tuple[str, str, str]:
     """The Label Studio to download from and its key (``lsclient.choose_credentials``' rule)."""
-    settings = Settings.from_env()
-    return choose_credentials(
-        settings.label_studio_url, settings.label_studio_api_key, hostname, access_token
-    )
+    url, key = _configured(tuple(os.environ.get(name) for name in _LS_ENV))
+    return choose_credentials(url, key, hostname, access_token)
 
 
 def _ls_client(hostname: Optional[str], access_token: Optional[str]) -> LabelStudioClient:
@@ -153,6 +162,13 @@ def _ls_client(hostname: Optional[str], access_token: Optional[str]) -> LabelStu
         if cache_key not in _clients:
             _clients[cache_key] = LabelStudioClient(base, key, key_source=source)
         return _clients[cache_key]
+
+
+def _require_client(url: str, hostname: Optional[str], access_token: Optional[str]) -> LabelStudioClient:
+    try:
+        return _ls_client(hostname, access_token)
+    except LabelStudioError as exc:
+        raise FileNotFoundError(f"{url} needs Label Studio to download it: {exc}") from None
 
 
 def _is_cloud_uri(url: Any) -> bool:
@@ -186,7 +202,11 @@ def _default_cache_dir() -> str:
     """label-studio-sdk's cache directory (``$XDG_CACHE_HOME/label-studio``, ``~/.cache/label-studio``),
     else ``<tmp>/lsml-cache`` when that cannot be created (no writable home)."""
     base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    directory = os.path.join(base, "label-studio")
+    return _usable_cache_dir(os.path.join(base, "label-studio"))
+
+
+@functools.lru_cache(maxsize=8)
+def _usable_cache_dir(directory: str) -> str:
     try:
         os.makedirs(directory, exist_ok=True)
     except OSError:
@@ -198,14 +218,15 @@ def _default_cache_dir() -> str:
 def _file_name(url: str) -> str:
     """The file name a media URL names: the storage URI's (also as ``?fileuri=``), ``?d=`` and
     ``?filepath=`` values, else the URL's path; reduced to safe characters."""
-    parsed = urllib.parse.urlsplit(url)
-    query = urllib.parse.parse_qs(parsed.query)
-    name = (query.get("d") or query.get("filepath") or [parsed.path])[-1]
-    if query.get("fileuri"):
-        with contextlib.suppress(ValueError, UnicodeError):
-            name = base64.urlsafe_b64decode(query["fileuri"][-1].encode()).decode().split("?", 1)[0]
     if _is_cloud_uri(url):
         name = url.split("?", 1)[0]
+    else:
+        parsed = urllib.parse.urlsplit(url)
+        query = urllib.parse.parse_qs(parsed.query) if parsed.query else {}
+        name = (query.get("d") or query.get("filepath") or [parsed.path])[-1]
+        if query.get("fileuri"):
+            with contextlib.suppress(ValueError, UnicodeError):
+                name = base64.urlsafe_b64decode(query["fileuri"][-1].encode()).decode().split("?", 1)[0]
     name = os.path.basename(urllib.parse.unquote(name).rstrip("/"))
     name = _UNSAFE.sub("_", name).lstrip(".")[-100:]
     return name or "file"
@@ -214,12 +235,12 @@ def _file_name(url: str) -> str:
 def _cache_path(key: str, name: str, cache_dir: Optional[str]) -> str:
     """``<cache_dir>/<hash of key>__<name>``: label-studio-sdk's naming (with a longer hash)."""
     directory = cache_dir or _default_cache_dir()
-    os.makedirs(directory, exist_ok=True)
     return os.path.join(directory, hashlib.sha256(key.encode()).hexdigest()[:16] + "__" + name)
 
 
 def _download(url: str, path: str, client: Optional[LabelStudioClient]) -> None:
     """Stream ``url`` into ``path`` atomically (a temporary file, then a rename)."""
+    os.makedirs(os.path.dirname(path), exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path), prefix=".download-")
     try:
         with os.fdopen(fd, "wb") as fh:
@@ -304,26 +325,30 @@ def get_local_path(
         if local:
             return local
     client: Optional[LabelStudioClient] = None
-    if _is_cloud_uri(url) or url.startswith(_LS_PATHS):
-        if _is_cloud_uri(url) and task_id is None:
+    if _is_cloud_uri(url):
+        if task_id is None:
             raise ValueError(
                 f"{url} is a cloud storage URI: Label Studio resolves it for a task, so pass the "
                 "task's id: get_local_path(url, task_id=task['id'])"
             )
-        try:
-            client = _ls_client(hostname, access_token)
-        except LabelStudioError as exc:
-            raise FileNotFoundError(f"{url} needs Label Studio to download it: {exc}") from None
-        if _is_cloud_uri(url):
-            key, target = url, client.url + _presign_path(url, task_id)
-        else:
-            key = target = client.url + url
+        presign = _presign_path(url, task_id)
+        # cached by the URI (not by the short-lived presigned URL): a hit needs no Label Studio
+        path = _cache_path(url, _file_name(url), cache_dir)
+        if not download_resources or os.path.exists(path):
+            return path
+        client = _require_client(url, hostname, access_token)
+        target = client.url + presign
+    elif url.startswith(_LS_PATHS):
+        client = _require_client(url, hostname, access_token)
+        target = client.url + url
+        path = _cache_path(target, _file_name(url), cache_dir)
     elif parsed.scheme in ("http", "https"):
-        key = target = url
+        target = url
         with contextlib.suppress(LabelStudioError):
             client = _ls_client(hostname, access_token)
         if client is not None and not same_origin(url, client.url):
             client = None  # another host: no key
+        path = _cache_path(target, _file_name(url), cache_dir)
     elif not parsed.scheme:
         raise FileNotFoundError(url)
     else:
@@ -331,7 +356,6 @@ def get_local_path(
             f"cannot resolve {url!r}: not a local file, http(s) URL, Label Studio URL or cloud "
             "storage URI (" + ", ".join(p + "//" for p in CLOUD_STORAGE_PREFIXES) + ")"
         )
-    path = _cache_path(key, _file_name(url), cache_dir)
     if download_resources and not os.path.exists(path):
         logger.info("downloading %s", target.split("?", 1)[0])
         _download(target, path, client)

@@ -344,3 +344,25 @@ def test_cache_names_keep_the_file_name_safely(tmp_path: Path) -> None:
         assert os.path.dirname(path) == str(tmp_path), (url, path)
         assert os.path.basename(path).split("__", 1)[1] == name, (url, path)
     assert not os.listdir(tmp_path)
+
+
+def test_upload_falls_back_to_the_storage_proxy(
+    ls_and_storage: Tuple[Recorder, Recorder], tmp_path: Path
+) -> None:
+    """Label Studio with a cloud default storage serves uploads at /storage-data/uploaded/ only."""
+    ls, _ = ls_and_storage
+    ls.routes["/storage-data/uploaded/?filepath=upload/2/x%20y.png"] = (200, {}, PNG_BYTES)
+    kw = {"hostname": ls.url, "access_token": KEY, "cache_dir": str(tmp_path)}
+    path = get_local_path("/data/upload/2/x y.png", **kw)
+    assert Path(path).read_bytes() == PNG_BYTES and path.endswith("__x_y.png")
+    assert ls.seen == [
+        ("/data/upload/2/x%20y.png", f"Token {KEY}"),
+        ("/storage-data/uploaded/?filepath=upload/2/x%20y.png", f"Token {KEY}"),
+    ]
+    # neither has it: the proxy's 404 is the error; other statuses are not retried
+    with pytest.raises(LabelStudioError, match="404 to .*/storage-data/uploaded/"):
+        get_local_path("/data/upload/2/gone.png", **kw)
+    ls.routes["/data/upload/2/locked.png"] = (403, {}, b'{"detail": "no"}')
+    with pytest.raises(LabelStudioError, match="403"):
+        get_local_path("/data/upload/2/locked.png", **kw)
+    assert ls.seen[-1][0] == "/data/upload/2/locked.png" and len(ls.seen) == 5

@@ -27,7 +27,13 @@ _KEY_HELP = (
 
 
 class LabelStudioError(RuntimeError):
-    """Label Studio could not be reached, refused the key, or answered something unusable."""
+    """Label Studio could not be reached, refused the key, or answered something unusable.
+
+    Attributes:
+        status: Label Studio's HTTP status, when it answered one.
+    """
+
+    status: Optional[int] = None
 
 
 def jwt_claims(key: str) -> Optional[Dict[str, Any]]:
@@ -117,6 +123,8 @@ _opener = urllib.request.build_opener(_RedirectHandler)
 
 
 def _open(url: str, headers: Dict[str, str], timeout: float, method: str, data: Optional[bytes]) -> Any:
+    # task data may hold unencoded names ("a b.png"): quote what HTTP cannot carry, keep the rest
+    url = urllib.parse.quote(url, safe="!#$%&'()*+,/:;=?@[]~")
     request = urllib.request.Request(url, data=data, method=method)
     for name, value in headers.items():
         request.add_unredirected_header(name, value)
@@ -291,7 +299,9 @@ class LabelStudioClient:
             message += f": {detail}"
         if status in (401, 403):
             message += f". The key from {self.key_source} is {self.token_kind}; {_KEY_HELP}"
-        return LabelStudioError(message)
+        error = LabelStudioError(message)
+        error.status = status
+        return error
 
     def request_json(self, method: str, path: str, payload: Any = None) -> Any:
         """Call the API and return the decoded JSON answer.

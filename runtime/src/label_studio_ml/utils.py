@@ -358,5 +358,13 @@ def get_local_path(
         )
     if download_resources and not os.path.exists(path):
         logger.info("downloading %s", target.split("?", 1)[0])
-        _download(target, path, client)
+        try:
+            _download(target, path, client)
+        except LabelStudioError as exc:
+            # uploads kept in a cloud default storage are served by the storage proxy only
+            if exc.status != 404 or client is None or not url.startswith("/data/upload/"):
+                raise
+            proxy = "/storage-data/uploaded/?filepath=" + urllib.parse.quote(url[len("/data/") :], safe="/")
+            logger.info("%s answered 404: trying Label Studio's storage proxy", target)
+            _download(client.url + proxy, path, client)
     return path

@@ -131,6 +131,18 @@ def _what_the_docs_say(ls, moto_s3, pid, storage_id, uris, images, cache) -> Non
     bucket = uri.split("/")[2]
     with pytest.raises(LabelStudioError, match=r"answered 404 to .*/tasks/\d+/presign/"):
         get_local_path(f"s3://not-{bucket}/x.png", task_id=task_id, **kw)
+    # files uploaded to Label Studio keep working: /data/upload/... and its storage proxy URL
+    upload = _png("uploaded")
+    ls.call("POST", f"/api/projects/{pid}/import", files={"file": ("upload me.png", upload, "image/png")})
+    uploaded = [t["data"]["image"] for t in ls.call("GET", f"/api/projects/{pid}/export",
+                params={"exportType": "JSON", "download_all_tasks": "true"}) if t["id"] not in uris]  # fmt: skip
+    assert len(uploaded) == 1 and uploaded[0].startswith(f"/data/upload/{pid}/"), uploaded
+    with open(get_local_path(uploaded[0], **kw), "rb") as fh:
+        assert fh.read() == upload
+    # LS's storage proxy serves uploads only from a cloud default storage: why /data/upload/ goes first
+    proxy = "/storage-data/uploaded/?filepath=" + uploaded[0][len("/data/") :]
+    with pytest.raises(LabelStudioError, match="answered 400 .*NGINX mode for uploads is not supported"):
+        get_local_path(proxy, **kw)
     # "Use pre-signed URLs" off: Label Studio streams the bytes itself
     ls.call("PATCH", f"/api/storages/s3/{storage_id}", json={"project": pid, "presign": False})
     assert ls.call("GET", f"/api/storages/s3/{storage_id}")["presign"] is False

@@ -7,8 +7,9 @@ import subprocess
 import sys
 import threading
 import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Tuple
+from typing import Any, Dict, List, Tuple
 
 import pytest
 import requests
@@ -77,3 +78,37 @@ def serve_wsgi(project: Path, port: int, model_dir: Path) -> Tuple[subprocess.Po
                 proc.kill()
                 pytest.fail(f"python wsgi.py did not come up:\n{proc.communicate()[0]}")
             time.sleep(0.2)
+
+
+class Recorder:
+    """A loopback HTTP server answering ``routes[path] = (status, headers, body)``; logs (path, Authorization)."""
+
+    def __init__(self) -> None:
+        self.routes: Dict[str, Tuple[int, Dict[str, str], bytes]] = {}
+        self.seen: List[Tuple[str, str]] = []
+        outer = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args: Any) -> None:
+                pass
+
+            def do_GET(self) -> None:
+                outer.seen.append((self.path, self.headers.get("Authorization", "")))
+                status, headers, body = outer.routes.get(self.path, (404, {}, b"nope"))
+                self.send_response(status)
+                for name, value in headers.items():
+                    self.send_header(name, value)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, args=(0.05,), daemon=True).start()
+
+    def redirect(self, path: str, to: str, code: int = 303) -> None:
+        self.routes[path] = (code, {"Location": to}, b"")
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()

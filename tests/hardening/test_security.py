@@ -378,3 +378,123 @@ def test_dockerfile_runs_as_non_root_with_a_healthcheck():
     assert "HEALTHCHECK" in final_stage and "/health" in final_stage
     assert "CMD [" in final_stage.split("HEALTHCHECK", 1)[1]
     assert os.linesep not in users[-1]
+
+
+# ------------------------------------------------------------------ credentials go only where they came from
+_EXPORT = "/api/projects/5/export?exportType=JSON&download_all_tasks=false"
+_ANNOTATED = [{"id": 1, "data": {"image": "/data/upload/5/a.png"}, "annotations": [{"id": 1, "result": []}]}]
+
+
+def _attack(server, listener_url: str) -> dict:
+    """What anyone who reaches a backend without Basic auth can do (issue 11, reproduced):
+    ``/setup`` naming their own host, then an unauthenticated ``START_TRAINING`` webhook."""
+    r = server.post("/setup", json={"project": "5.1", "schema": SEED_CONFIG, "hostname": listener_url,
+                                    "access_token": "attacker-token"})  # fmt: skip
+    assert r.status_code == 200, r.text
+    r = server.post(
+        "/webhook", json={"action": "START_TRAINING", "project": {"id": 5, "label_config": SEED_CONFIG}}
+    )
+    assert r.status_code == 201, r.text
+    assert server.backend.trainer.wait_idle(20)
+    return server.get("/training?project=5").json()
+
+
+def test_key_without_url_is_a_startup_error(seed_class, monkeypatch, models_dir):
+    from label_studio_ml.api import create_app
+    from label_studio_ml.settings import Settings, SettingsError
+
+    for name in ("LABEL_STUDIO_URL", "LABEL_STUDIO_HOST", "LABEL_STUDIO_ACCESS_TOKEN"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("MODEL_DIR", str(models_dir))
+    monkeypatch.setenv("LABEL_STUDIO_API_KEY", "env-key")
+    with pytest.raises(
+        SettingsError, match="LABEL_STUDIO_API_KEY is set but LABEL_STUDIO_URL is not: set LABEL_STUDIO_URL"
+    ):
+        create_app(seed_class)
+    with pytest.raises(SettingsError, match="set LABEL_STUDIO_URL"):
+        Settings(model_dir=str(models_dir), label_studio_api_key="env-key")
+
+
+def test_the_attack_of_issue_11_sends_the_key_nowhere(serve, seed_class):
+    """The reproduced attack: LABEL_STUDIO_API_KEY set, LABEL_STUDIO_URL unset, no Basic auth;
+    ``/setup`` names a listener, an unauthenticated START_TRAINING follows. Such a backend no
+    longer starts (above); this forces the configuration past that check into a running backend
+    to show the training job itself refuses to pair the key with /setup's hostname."""
+    from ..support import Recorder
+
+    listener = Recorder()
+    listener.routes[_EXPORT] = (200, {"Content-Type": "application/json"}, json.dumps(_ANNOTATED).encode())
+    try:
+        server = serve(seed_class, label_studio_url="http://127.0.0.1:9", label_studio_api_key="env-key")
+        object.__setattr__(server.backend.settings, "label_studio_url", None)  # the startup check bypassed
+        status = _attack(server, listener.url)
+        assert listener.seen == [], "the environment's key went to the host /setup named"
+        assert status["status"] == "failed" and "set LABEL_STUDIO_URL" in status["error"], status
+    finally:
+        listener.close()
+
+
+def test_setup_hostname_never_gets_the_configured_key(serve, seed_class, tmp_path, monkeypatch):
+    """The configured key goes to LABEL_STUDIO_URL only: training fetches and model downloads."""
+    from ..support import Recorder
+
+    ls, listener = Recorder(), Recorder()
+    ls.routes[_EXPORT] = (200, {"Content-Type": "application/json"}, json.dumps(_ANNOTATED).encode())
+    ls.routes["/data/upload/5/a.png"] = (200, {}, b"png")
+    listener.routes["/data/upload/5/a.png"] = (200, {}, b"forged")
+    downloads = []
+
+    class Downloading(seed_class):  # type: ignore[misc, valid-type]
+        def predict(self, tasks, **kwargs):
+            for task in tasks:
+                downloads.append(
+                    Path(
+                        self.get_local_path(
+                            task["data"]["image"], task_id=task["id"], cache_dir=str(tmp_path)
+                        )
+                    ).read_bytes()
+                )
+            return super().predict(tasks, **kwargs)
+
+    try:
+        # the same configuration in the environment (where the model's downloads read it) and the app
+        monkeypatch.setenv("LABEL_STUDIO_URL", ls.url)
+        monkeypatch.setenv("LABEL_STUDIO_API_KEY", "env-key")
+        server = serve(Downloading, label_studio_url=ls.url, label_studio_api_key="env-key")
+        status = _attack(server, listener.url)
+        assert status["status"] == "succeeded", status
+        assert ls.seen == [(_EXPORT, "Token env-key")]
+        # the model's downloads: Label Studio's URLs go to LABEL_STUDIO_URL; the /setup host's own URL gets no key
+        tasks = [{"id": 1, "data": {"image": "/data/upload/5/a.png"}},
+                 {"id": 2, "data": {"image": listener.url + "/data/upload/5/a.png"}}]  # fmt: skip
+        r = server.post("/predict", json={"project": "5.1", "tasks": tasks, "label_config": SEED_CONFIG})
+        assert r.status_code == 200, r.text
+        assert downloads == [b"png", b"forged"]
+        assert ls.seen[-1] == ("/data/upload/5/a.png", "Token env-key")
+        assert listener.seen == [("/data/upload/5/a.png", "")]
+    finally:
+        ls.close()
+        listener.close()
+
+
+def test_setup_token_goes_to_setup_hostname_only(serve, seed_class):
+    """With LABEL_STUDIO_URL but no key, a /setup naming another host gets nothing and the URL gets
+    no token; without any configuration the token goes back to the host it came with, alone."""
+    from ..support import Recorder
+
+    ls, listener = Recorder(), Recorder()
+    listener.routes[_EXPORT] = (200, {"Content-Type": "application/json"}, json.dumps(_ANNOTATED).encode())
+    try:
+        server = serve(seed_class, label_studio_url=ls.url)
+        status = _attack(server, listener.url)
+        assert status["status"] == "failed" and "only sent there" in status["error"], status
+        assert "set LABEL_STUDIO_API_KEY" in status["error"]
+        assert ls.seen == [] and listener.seen == []
+        server.close()
+        server = serve(seed_class)
+        status = _attack(server, listener.url)
+        assert status["status"] == "succeeded", status
+        assert listener.seen == [(_EXPORT, "Token attacker-token")] and ls.seen == []
+    finally:
+        ls.close()
+        listener.close()

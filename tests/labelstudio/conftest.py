@@ -477,3 +477,67 @@ def helpers():
         wait_for = staticmethod(wait_for)
 
     return H
+
+
+# ------------------------------------------------------------------ S3 on loopback (moto)
+class MotoS3:
+    """``moto_server`` (PyPI ``moto[server]``): a real S3 HTTP endpoint on loopback."""
+
+    ACCESS_KEY = "lsml-test-access"
+    SECRET_KEY = "lsml-test-secret"
+    REGION = "us-east-1"
+
+    def __init__(self, url: str, proc: subprocess.Popen, log: Path):
+        self.url = url
+        self.proc = proc
+        self.log = log
+
+    def logs(self, lines: int = 40) -> str:
+        return f"--- moto_server log ({self.log}), last {lines} lines ---\n{tail(self.log, lines)}"
+
+    def client(self) -> Any:
+        import boto3
+
+        return boto3.client(
+            "s3",
+            endpoint_url=self.url,
+            aws_access_key_id=self.ACCESS_KEY,
+            aws_secret_access_key=self.SECRET_KEY,
+            region_name=self.REGION,
+        )
+
+
+@pytest.fixture(scope="session")
+def moto_s3(tmp_path_factory) -> Iterable[MotoS3]:
+    """One ``moto_server`` per session on a free loopback port, stopped by its PID."""
+    binary = VENV_BIN / "moto_server"
+    if not binary.exists():
+        pytest.skip("moto_server is not installed: pip install -r requirements-dev.txt (moto[server])")
+    root = tmp_path_factory.mktemp("moto")
+    log = root / "moto.log"
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+    with open(log, "wb") as fh:
+        proc = subprocess.Popen(
+            [str(binary), "-H", "127.0.0.1", "-p", str(port)],
+            cwd=root,
+            env=env,
+            stdout=fh,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+    moto = MotoS3(f"http://127.0.0.1:{port}", proc, log)
+
+    def up() -> bool:
+        if proc.poll() is not None:
+            raise AssertionError(f"moto_server exited with {proc.returncode}\n{moto.logs()}")
+        return requests.get(moto.url + "/moto-api/", timeout=2).status_code < 500
+
+    try:
+        wait_for(up, 60, f"moto_server on port {port}", interval=0.3, logs=moto.logs)
+    except BaseException:
+        stop_process(proc, grace=5)
+        raise
+    yield moto
+    stop_process(proc, grace=10)

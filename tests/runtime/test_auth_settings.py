@@ -79,6 +79,11 @@ def test_settings_from_env_defaults_and_aliases():
         ({"LOG_LEVEL": "loud"}, "LOG_LEVEL="),
         ({"RQ_QUEUE_NAME": "a b"}, "RQ_QUEUE_NAME="),
         ({"MAX_REQUEST_MB": "0"}, "MAX_REQUEST_MB="),
+        (
+            {"LABEL_STUDIO_API_KEY": "k"},
+            "LABEL_STUDIO_API_KEY is set but LABEL_STUDIO_URL is not: set LABEL_STUDIO_URL",
+        ),
+        ({"LABEL_STUDIO_ACCESS_TOKEN": "k", "HOSTNAME": "http://x"}, "set LABEL_STUDIO_URL"),
     ],
 )
 def test_bad_settings_name_the_variable(env, needle):

@@ -12,7 +12,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Dict, Iterator, List, Tuple
 
 import pytest
-from label_studio_ml.lsclient import LabelStudioClient, LabelStudioError, jwt_claims, make_client
+from label_studio_ml.lsclient import LabelStudioClient, LabelStudioError, jwt_claims, make_client, same_origin
+
+from ..support import Recorder
 
 LEGACY = "legacy-key-0123456789"
 TASKS: List[Dict[str, Any]] = [
@@ -190,9 +192,12 @@ def test_server_error_and_unreachable(fake_ls: Tuple[str, FakeLabelStudio]) -> N
 
 def test_make_client_configuration(fake_ls: Tuple[str, FakeLabelStudio]) -> None:
     url, _ = fake_ls
-    for args in [(None, None), (url, None), (None, LEGACY)]:
-        with pytest.raises(LabelStudioError, match="set LABEL_STUDIO_URL and LABEL_STUDIO_API_KEY"):
-            make_client(*args)
+    with pytest.raises(LabelStudioError, match="set LABEL_STUDIO_URL and LABEL_STUDIO_API_KEY"):
+        make_client(None, None)
+    with pytest.raises(
+        LabelStudioError, match=r"LABEL_STUDIO_URL=http://127\.0\.0\.1:\d+: set LABEL_STUDIO_API_KEY"
+    ):
+        make_client(url, None)
     from_setup = make_client(None, None, hostname=url, access_token=LEGACY)
     assert from_setup.url == url and "/setup" in from_setup.key_source
     assert [t["id"] for t in from_setup.get_annotated_tasks(7)] == [1, 4]
@@ -202,3 +207,90 @@ def test_make_client_configuration(fake_ls: Tuple[str, FakeLabelStudio]) -> None
         make_client(None, None, hostname="ls.internal:8080", access_token="t").url
         == "http://ls.internal:8080"
     )
+
+
+def test_the_configured_key_never_pairs_with_setup_hostname(fake_ls: Tuple[str, FakeLabelStudio]) -> None:
+    """Issue 11: LABEL_STUDIO_API_KEY without LABEL_STUDIO_URL used to go to /setup's hostname."""
+    url, state = fake_ls
+    for hostname, token in [(url, None), (url, "setup-token"), (None, None)]:
+        with pytest.raises(LabelStudioError, match="LABEL_STUDIO_API_KEY is set but LABEL_STUDIO_URL is not"):
+            make_client(None, LEGACY, hostname=hostname, access_token=token)
+    assert state.requests == []
+
+
+def test_setup_token_goes_to_setup_hostname_only(fake_ls: Tuple[str, FakeLabelStudio]) -> None:
+    url, state = fake_ls
+    port = url.rsplit(":", 1)[1]
+    # LABEL_STUDIO_URL set without a key: /setup's token is used only when /setup named that origin
+    for same in (url, url + "/", f"HTTP://127.0.0.1:{port}/"):
+        client = make_client(url, None, hostname=same, access_token=LEGACY)
+        assert client.url == url and "/setup" in client.key_source
+    for other in (f"http://localhost:{port}", f"https://127.0.0.1:{port}", "http://127.0.0.1:1", None):
+        with pytest.raises(LabelStudioError, match="is only sent there") as info:
+            make_client(url, None, hostname=other, access_token=LEGACY)
+        assert "set LABEL_STUDIO_API_KEY" in str(info.value) and LEGACY not in str(info.value)
+    assert state.requests == []
+
+
+def test_same_origin() -> None:
+    assert same_origin("http://a:80/x", "http://A/y?z") and same_origin("https://a/", "https://a:443")
+    assert same_origin("ls:8080", "http://ls:8080/api")
+    assert not same_origin("http://a", "https://a") and not same_origin("http://a:1", "http://a:2")
+    assert not same_origin("http://a", "http://a.evil") and not same_origin("http://a@b", "http://a")
+    assert (
+        not same_origin(None, "http://a")
+        and not same_origin("", "")
+        and not same_origin("/data/x", "/data/x")
+    )
+    assert not same_origin("http://a:99999", "http://a:99999")
+
+
+@pytest.fixture
+def two_hosts() -> Iterator[Tuple[Recorder, Recorder]]:
+    ls, other = Recorder(), Recorder()
+    yield ls, other
+    ls.close()
+    other.close()
+
+
+@pytest.mark.parametrize("code", [301, 302, 303, 307, 308])
+def test_the_key_follows_redirects_within_its_origin_only(
+    two_hosts: Tuple[Recorder, Recorder], code: int
+) -> None:
+    ls, other = two_hosts
+    client = LabelStudioClient(ls.url, LEGACY)
+    # within Label Studio: the key goes along
+    ls.redirect("/data/moved.png", "/data/here.png", code)
+    ls.routes["/data/here.png"] = (200, {}, b"HERE")
+    assert client.download(ls.url + "/data/moved.png") == b"HERE"
+    assert ls.seen == [("/data/moved.png", f"Token {LEGACY}"), ("/data/here.png", f"Token {LEGACY}")]
+    # presign-style redirect to a storage host: no key there, and none back at Label Studio after it
+    ls.redirect("/tasks/1/presign/?fileuri=czM6Ly9i", other.url + "/bucket/key.png?X-Amz-Signature=s", code)
+    other.redirect("/bucket/key.png?X-Amz-Signature=s", ls.url + "/data/here.png", code)
+    assert client.download(ls.url + "/tasks/1/presign/?fileuri=czM6Ly9i") == b"HERE"
+    assert other.seen == [("/bucket/key.png?X-Amz-Signature=s", "")]
+    assert ls.seen[-2:] == [("/tasks/1/presign/?fileuri=czM6Ly9i", f"Token {LEGACY}"), ("/data/here.png", "")]
+
+
+def test_redirect_errors_name_the_storage_and_non_http_redirects_are_refused(
+    two_hosts: Tuple[Recorder, Recorder],
+) -> None:
+    ls, other = two_hosts
+    client = LabelStudioClient(ls.url, LEGACY)
+    ls.redirect("/tasks/2/presign/?fileuri=x", other.url + "/bucket/gone.png?X-Amz-Signature=secret")
+    error = b"<?xml version='1.0'?><Error><Code>NoSuchKey</Code><Message>gone</Message></Error>"
+    other.routes["/bucket/gone.png?X-Amz-Signature=secret"] = (404, {}, error)
+    with pytest.raises(
+        LabelStudioError,
+        match=r"redirected to http://127\.0\.0\.1:\d+/bucket/gone\.png, which answered 404 \(NoSuchKey\)",
+    ) as info:
+        client.download(ls.url + "/tasks/2/presign/?fileuri=x")
+    assert "secret" not in str(info.value) and "LABEL_STUDIO_API_KEY" not in str(info.value)
+    for target in ("file:///etc/passwd", "ftp://127.0.0.1/x"):
+        ls.redirect("/data/odd", target)
+        with pytest.raises(LabelStudioError, match="redirected to a (file|ftp) URL: refused"):
+            client.download(ls.url + "/data/odd")
+    # the client never sends its key to another origin, whatever the caller asks
+    with pytest.raises(LabelStudioError, match="refusing to send the key"):
+        client.download(other.url + "/data/x.png")
+    assert other.seen == [("/bucket/gone.png?X-Amz-Signature=secret", "")]

@@ -9,12 +9,16 @@ from __future__ import annotations
 
 import base64
 import binascii
+import http.client
 import json
+import shutil
 import threading
 import urllib.error
 import urllib.parse
 import urllib.request
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, BinaryIO, Dict, List, Optional, Tuple
+
+from .settings import KEY_WITHOUT_URL
 
 _KEY_HELP = (
     "set LABEL_STUDIO_API_KEY to a valid key of that Label Studio (a personal access token, "
@@ -23,7 +27,13 @@ _KEY_HELP = (
 
 
 class LabelStudioError(RuntimeError):
-    """Label Studio could not be reached, refused the key, or answered something unusable."""
+    """Label Studio could not be reached, refused the key, or answered something unusable.
+
+    Attributes:
+        status: Label Studio's HTTP status, when it answered one.
+    """
+
+    status: Optional[int] = None
 
 
 def jwt_claims(key: str) -> Optional[Dict[str, Any]]:
@@ -54,33 +64,120 @@ def normalize_url(url: str) -> str:
     return url
 
 
-def fetch(
-    url: str, headers: Dict[str, str], timeout: float, method: str = "GET", data: Optional[bytes] = None
-) -> Tuple[int, bytes]:
-    """One HTTP request; headers are not forwarded on redirects (no token leaks to other hosts).
+def origin(url: str) -> Tuple[str, str, int]:
+    """``(scheme, host, port)`` of a URL, ports made explicit: what "the same host" means here.
 
     Args:
-        url: Absolute http(s) URL.
-        headers: Request headers.
-        timeout: Seconds.
-        method: HTTP method.
-        data: Request body.
+        url: An absolute URL (``http://`` is assumed when it has no scheme).
 
     Returns:
-        ``(status, body)``, also for error statuses.
-
-    Raises:
-        LabelStudioError: The server could not be reached.
+        The origin; ``("", "", 0)`` for a URL without a host.
     """
+    parts = urllib.parse.urlsplit(normalize_url(url))
+    scheme = parts.scheme.lower()
+    try:
+        port = parts.port or {"http": 80, "https": 443}.get(scheme, 0)
+    except ValueError:
+        return ("", "", 0)
+    return (scheme, (parts.hostname or "").lower(), port) if parts.hostname else ("", "", 0)
+
+
+def same_origin(a: Optional[str], b: Optional[str]) -> bool:
+    """Whether two URLs have the same scheme, host and port (False when either has no host)."""
+    if not a or not b:
+        return False
+    first = origin(a)
+    return bool(first[1]) and first == origin(b)
+
+
+class _RedirectHandler(urllib.request.HTTPRedirectHandler):
+    """Follows http(s) redirects; request headers go along only to the same origin.
+
+    ``fetch`` attaches every header as an *unredirected* header, which urllib drops on a
+    redirect; this handler copies them back when the target has the origin of the request
+    that was redirected (a Label Studio URL that redirects within Label Studio keeps its key).
+    A redirect to another origin (a presigned S3 URL, anything else) goes without them, and
+    once dropped they never come back (A -> B -> A arrives at A without the key).
+    """
+
+    def http_error_302(self, req, fp, code, msg, headers):  # noqa: ANN001, ANN201
+        target = urllib.parse.urljoin(req.full_url, headers.get("location") or headers.get("uri") or "")
+        scheme = urllib.parse.urlsplit(target).scheme.lower()
+        if scheme not in ("http", "https"):
+            fp.close()
+            where = req.full_url.split("?", 1)[0]
+            raise LabelStudioError(f"{where} redirected to a {scheme} URL: refused (only http and https)")
+        return super().http_error_302(req, fp, code, msg, headers)
+
+    http_error_301 = http_error_303 = http_error_307 = http_error_308 = http_error_302
+
+    def redirect_request(self, req, fp, code, msg, headers, newurl):  # noqa: ANN001, ANN201
+        new = super().redirect_request(req, fp, code, msg, headers, newurl)
+        if new is not None and same_origin(req.full_url, new.full_url):
+            for name, value in req.unredirected_hdrs.items():
+                new.add_unredirected_header(name, value)
+        return new
+
+
+_opener = urllib.request.build_opener(_RedirectHandler)
+
+
+def _open(url: str, headers: Dict[str, str], timeout: float, method: str, data: Optional[bytes]) -> Any:
+    # task data may hold unencoded names ("a b.png"): quote what HTTP cannot carry, keep the rest
+    url = urllib.parse.quote(url, safe="!#$%&'()*+,/:;=?@[]~")
     request = urllib.request.Request(url, data=data, method=method)
     for name, value in headers.items():
         request.add_unredirected_header(name, value)
+    return _opener.open(request, timeout=timeout)
+
+
+def fetch(
+    url: str,
+    headers: Dict[str, str],
+    timeout: float,
+    method: str = "GET",
+    data: Optional[bytes] = None,
+    sink: Optional[BinaryIO] = None,
+) -> Tuple[int, bytes]:
+    """One HTTP request; its headers follow redirects to the same origin only (see ``_RedirectHandler``).
+
+    Args:
+        url: Absolute http(s) URL.
+        headers: Request headers (``Authorization`` included: it never leaves ``url``'s origin).
+        timeout: Seconds.
+        method: HTTP method.
+        data: Request body.
+        sink: Write a 2xx body here (streamed) instead of returning it.
+
+    Returns:
+        ``(status, body)``, also for error statuses (``body`` is empty when streamed to ``sink``).
+
+    Raises:
+        LabelStudioError: The server could not be reached, or redirected to a non-http(s) URL.
+    """
+    status, body, _ = fetch_final(url, headers, timeout, method, data, sink)
+    return status, body
+
+
+def fetch_final(
+    url: str,
+    headers: Dict[str, str],
+    timeout: float,
+    method: str = "GET",
+    data: Optional[bytes] = None,
+    sink: Optional[BinaryIO] = None,
+) -> Tuple[int, bytes, str]:
+    """:func:`fetch`, also returning the URL that answered (after redirects)."""
     try:
-        with urllib.request.urlopen(request, timeout=timeout) as response:
-            return response.status, response.read()
+        with _open(url, headers, timeout, method, data) as response:
+            final = response.geturl()
+            if sink is None:
+                return response.status, response.read(), final
+            shutil.copyfileobj(response, sink, 1 << 20)
+            return response.status, b"", final
     except urllib.error.HTTPError as exc:
-        return exc.code, exc.read()
-    except (urllib.error.URLError, OSError, ValueError) as exc:
+        return exc.code, exc.read(), exc.geturl() or url
+    except (urllib.error.URLError, OSError, ValueError, http.client.HTTPException) as exc:
         raise LabelStudioError(f"cannot reach {url}: {getattr(exc, 'reason', exc)}") from None
 
 
@@ -116,15 +213,7 @@ class LabelStudioClient:
         timeout: float = 30,
     ) -> LabelStudioClient:
         """See :func:`make_client`."""
-        base = url or hostname
-        key = api_key or access_token
-        if not base or not key:
-            missing = " and ".join(n for n, v in (("a URL", base), ("an API key", key)) if not v)
-            raise LabelStudioError(
-                f"cannot fetch annotations from Label Studio: {missing} missing; "
-                "set LABEL_STUDIO_URL and LABEL_STUDIO_API_KEY for the ML backend"
-            )
-        source = "LABEL_STUDIO_API_KEY" if api_key else "the access_token sent by Label Studio's /setup"
+        base, key, source = choose_credentials(url, api_key, hostname, access_token)
         return cls(base, key, timeout=timeout, key_source=source)
 
     @property
@@ -174,23 +263,33 @@ class LabelStudioClient:
                 raise LabelStudioError(f"{url} answered {status} with a body that is not JSON") from None
             return status, raw[:200].decode("utf-8", "replace")
 
-    def download(self, url: str) -> bytes:
+    def download(self, url: str, sink: Optional[BinaryIO] = None) -> bytes:
         """GET a file from this Label Studio with its key (refreshing a JWT once on 401).
+
+        Label Studio may redirect (``/tasks/<id>/presign/`` answers 303 to a presigned storage
+        URL): the key follows only redirects within this Label Studio's origin.
 
         Args:
             url: An absolute URL on this Label Studio.
+            sink: Stream the body into this file instead of returning it.
 
         Returns:
-            The body.
+            The body (empty when streamed to ``sink``).
 
         Raises:
-            LabelStudioError: Unreachable or non-2xx answer.
+            LabelStudioError: ``url`` is not on this Label Studio, unreachable, or a non-2xx answer.
         """
-        status, raw = fetch(url, self.auth_header(), self.timeout)
-        if status == 401 and self._kind == "refresh":
-            status, raw = fetch(url, self.auth_header(refresh=True), self.timeout)
+        if not same_origin(url, self.url):
+            raise LabelStudioError(f"refusing to send the key for {self.url} to {url.split('?', 1)[0]}")
+        status, raw, final = fetch_final(url, self.auth_header(), self.timeout, sink=sink)
+        if status == 401 and self._kind == "refresh" and same_origin(final, self.url):
+            status, raw, final = fetch_final(url, self.auth_header(refresh=True), self.timeout, sink=sink)
         if not 200 <= status < 300:
-            raise self._error(url, status, None)
+            if not same_origin(final, self.url):
+                where = final.split("?", 1)[0]
+                message = f"{url.split('?', 1)[0]} redirected to {where}, which answered {status}"
+                raise LabelStudioError(message + _storage_detail(raw))
+            raise self._error(url, status, _json_or_none(raw))
         return raw
 
     def _error(self, url: str, status: int, body: Any) -> LabelStudioError:
@@ -200,7 +299,9 @@ class LabelStudioClient:
             message += f": {detail}"
         if status in (401, 403):
             message += f". The key from {self.key_source} is {self.token_kind}; {_KEY_HELP}"
-        return LabelStudioError(message)
+        error = LabelStudioError(message)
+        error.status = status
+        return error
 
     def request_json(self, method: str, path: str, payload: Any = None) -> Any:
         """Call the API and return the decoded JSON answer.
@@ -244,9 +345,75 @@ class LabelStudioClient:
         return [task for task in tasks if isinstance(task, dict) and _has_annotation(task)]
 
 
+def _json_or_none(raw: bytes) -> Any:
+    try:
+        return json.loads(raw.decode("utf-8")) if raw else None
+    except (UnicodeDecodeError, ValueError):
+        return None
+
+
+def _storage_detail(raw: bytes) -> str:
+    """The ``<Code>`` of a storage service's XML error body (S3, GCS, Azure), if any."""
+    text = raw[:2000].decode("utf-8", "replace")
+    start, end = text.find("<Code>"), text.find("</Code>")
+    return f" ({text[start + 6 : end]})" if 0 <= start < end else ""
+
+
 def _has_annotation(task: Dict[str, Any]) -> bool:
     annotations = task.get("annotations") or []
     return any(isinstance(a, dict) and not a.get("was_cancelled") for a in annotations)
+
+
+SETUP_SOURCE = "the access_token sent by Label Studio's /setup"
+
+
+def choose_credentials(
+    url: Optional[str],
+    api_key: Optional[str],
+    hostname: Optional[str] = None,
+    access_token: Optional[str] = None,
+) -> Tuple[str, str, str]:
+    """The Label Studio to talk to and the key to send it: a key only goes to the host it came with.
+
+    * ``LABEL_STUDIO_API_KEY`` belongs to ``LABEL_STUDIO_URL`` (a key without the URL is refused);
+    * ``/setup``'s ``access_token`` belongs to ``/setup``'s ``hostname``: with
+      ``LABEL_STUDIO_URL`` set it is used only when ``hostname`` has the same origin (scheme,
+      host, port), so a ``/setup`` naming another host never receives the configured key, and
+      the configured URL never receives a token that came with another host.
+
+    Args:
+        url: ``LABEL_STUDIO_URL``.
+        api_key: ``LABEL_STUDIO_API_KEY``.
+        hostname: The ``hostname`` from ``/setup``.
+        access_token: The ``access_token`` from ``/setup``.
+
+    Returns:
+        ``(base URL, key, where the key came from)``.
+
+    Raises:
+        LabelStudioError: No usable pair, with what to set.
+    """
+    if api_key and not url:
+        raise LabelStudioError(KEY_WITHOUT_URL)
+    if url and api_key:
+        return normalize_url(url), api_key, "LABEL_STUDIO_API_KEY"
+    if url:
+        if access_token and same_origin(hostname, url):
+            return normalize_url(url), access_token, SETUP_SOURCE
+        message = f"no key for the Label Studio at LABEL_STUDIO_URL={url}: set LABEL_STUDIO_API_KEY"
+        if access_token:
+            message += (
+                f" (the access_token /setup sent came with hostname {hostname or '(none)'}, "
+                "and is only sent there)"
+            )
+        raise LabelStudioError(message)
+    if hostname and access_token:
+        return normalize_url(hostname), access_token, SETUP_SOURCE
+    missing = " and ".join(n for n, v in (("a URL", hostname), ("an API key", access_token)) if not v)
+    raise LabelStudioError(
+        f"cannot fetch annotations from Label Studio: {missing} missing; "
+        "set LABEL_STUDIO_URL and LABEL_STUDIO_API_KEY for the ML backend"
+    )
 
 
 def make_client(
@@ -256,11 +423,14 @@ def make_client(
     access_token: Optional[str] = None,
     timeout: float = 30,
 ) -> LabelStudioClient:
-    """A client from the configured URL/key, falling back to what ``/setup`` sent.
+    """A client for the configured Label Studio, else for the one ``/setup`` named.
+
+    Which key goes where is :func:`choose_credentials`' rule: ``LABEL_STUDIO_API_KEY`` only to
+    ``LABEL_STUDIO_URL``, ``/setup``'s ``access_token`` only to ``/setup``'s ``hostname``.
 
     Args:
-        url: ``LABEL_STUDIO_URL`` (wins when set).
-        api_key: ``LABEL_STUDIO_API_KEY`` (wins when set).
+        url: ``LABEL_STUDIO_URL``.
+        api_key: ``LABEL_STUDIO_API_KEY``.
         hostname: The ``hostname`` from ``/setup``.
         access_token: The ``access_token`` from ``/setup``.
         timeout: Seconds per HTTP request.
@@ -269,6 +439,6 @@ def make_client(
         The client.
 
     Raises:
-        LabelStudioError: No URL or no key is known.
+        LabelStudioError: No URL/key pair is known, or a key came without its URL.
     """
     return LabelStudioClient.from_settings(url, api_key, hostname, access_token, timeout=timeout)

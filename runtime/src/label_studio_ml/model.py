@@ -243,12 +243,37 @@ class LabelStudioMLBase:
         """Map the model's class names to the config's labels of ``tag_name``."""
         return _build_label_map(self.parsed_label_config, tag_name, model_names)
 
-    def get_local_path(self, url: str, task_id: Any = None, **kwargs: Any) -> str:
-        """Download (or locate) a task's media file and return a local path."""
+    def get_local_path(
+        self,
+        url: str,
+        project_dir: Optional[str] = None,
+        ls_host: Optional[str] = None,
+        ls_access_token: Optional[str] = None,
+        task_id: Any = None,
+        *args: Any,
+        **kwargs: Any,
+    ) -> str:
+        """Download (or locate) a task's media file and return a local path.
+
+        Same signature as the current SDK's. Cloud storage URIs (``s3://``, ``gs://``,
+        ``azure-blob://``) need ``task_id``. Label Studio is ``LABEL_STUDIO_URL`` with
+        ``LABEL_STUDIO_API_KEY``, else what ``/setup`` sent (``ls_host`` with
+        ``ls_access_token`` override that pair); see :func:`label_studio_ml.utils.get_local_path`.
+        """
         from .utils import get_local_path
 
+        if ls_host is None:
+            ls_host = self.hostname
+            if ls_access_token is None:
+                ls_access_token = self.access_token  # /setup's token, with /setup's hostname only
         return get_local_path(
-            url, hostname=self.hostname, access_token=self.access_token, task_id=task_id, **kwargs
+            url,
+            *args,
+            project_dir=project_dir,
+            hostname=ls_host,
+            access_token=ls_access_token,
+            task_id=task_id,
+            **kwargs,
         )
 
     def get_annotated_tasks(self, project_id: Any = None) -> List[Dict[str, Any]]:

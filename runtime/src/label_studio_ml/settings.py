@@ -35,6 +35,14 @@ class SettingsError(ValueError):
     """An environment variable has a value the runtime cannot use."""
 
 
+# A credential only ever goes to the host it came with: the key needs the URL it belongs to.
+KEY_WITHOUT_URL = (
+    "LABEL_STUDIO_API_KEY is set but LABEL_STUDIO_URL is not: set LABEL_STUDIO_URL to the Label "
+    "Studio this key belongs to (the key is only ever sent there, never to the hostname a /setup "
+    "request names)"
+)
+
+
 def _get(env: Mapping[str, str], name: str, *aliases: str) -> str:
     for key in (name, *aliases):
         value = env.get(key, "").strip()
@@ -75,6 +83,10 @@ class Settings:
     label_studio_api_key: Optional[str] = dataclasses.field(default=None, repr=False)
     log_level: str = "INFO"
     max_request_bytes: int = 100 * 1024 * 1024
+
+    def __post_init__(self) -> None:
+        if self.label_studio_api_key and not self.label_studio_url:
+            raise SettingsError(KEY_WITHOUT_URL)
 
     @property
     def production(self) -> bool:

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import base64
+import contextlib
+import functools
 import hashlib
 import logging
 import os
@@ -19,7 +22,8 @@ from .label_config import (
     get_single_tag_keys,
     parse_config,
 )
-from .lsclient import LabelStudioClient, LabelStudioError, fetch, make_client, normalize_url
+from .lsclient import LabelStudioClient, LabelStudioError, choose_credentials, fetch, same_origin
+from .settings import Settings
 
 __all__ = [
     "DATA_UNDEFINED_NAME",
@@ -46,8 +50,10 @@ logger = logging.getLogger(__name__)
 
 _TRUE = {"1", "true", "yes", "on", "y", "t"}
 _FALSE = {"0", "false", "no", "off", "n", "f", ""}
-_SUFFIX = re.compile(r"\.[A-Za-z0-9]{1,10}")
+_UNSAFE = re.compile(r"[^A-Za-z0-9._-]")
 _LS_PATHS = ("/data/", "/tasks/", "/api/", "/storage-data/")
+# label-studio-sdk's test (``is_cloud_storage_uri``): the prefixes, not the full ``scheme://``.
+CLOUD_STORAGE_PREFIXES = ("s3:", "gs:", "azure-blob:")
 _clients: Dict[Tuple[str, str], LabelStudioClient] = {}
 _clients_lock = threading.Lock()
 
@@ -138,18 +144,55 @@ def get_image_size(filepath: str) -> Tuple[int, int]:
         return ImageOps.exif_transpose(image).size  # the size as displayed (EXIF orientation)
 
 
-def _ls_client(hostname: Optional[str], access_token: Optional[str]) -> Optional[LabelStudioClient]:
-    """A cached client for Label Studio (environment first, then the arguments), or None."""
-    url = os.environ.get("LABEL_STUDIO_URL") or os.environ.get("LABEL_STUDIO_HOST")
-    key = os.environ.get("LABEL_STUDIO_API_KEY") or os.environ.get("LABEL_STUDIO_ACCESS_TOKEN")
-    base, token = url or hostname, key or access_token
-    if not base or not token:
-        return None
-    cache_key = (normalize_url(base), token)
+_LS_ENV = ("LABEL_STUDIO_URL", "LABEL_STUDIO_HOST", "LABEL_STUDIO_API_KEY", "LABEL_STUDIO_ACCESS_TOKEN")
+
+
+@functools.lru_cache(maxsize=8)
+def _configured(values: Tuple[Optional[str], ...]) -> Tuple[Optional[str], Optional[str]]:
+    """``(LABEL_STUDIO_URL, LABEL_STUDIO_API_KEY)`` as :class:`Settings` reads them (memoised)."""
+    settings = Settings.from_env({k: v for k, v in zip(_LS_ENV, values) if v is not None})
+    return settings.label_studio_url, settings.label_studio_api_key
+
+
+def _credentials(hostname: Optional[str], access_token: Optional[str]) -> Tuple[str, str, str]:
+    """The Label Studio to download from and its key (``lsclient.choose_credentials``' rule)."""
+    url, key = _configured(tuple(os.environ.get(name) for name in _LS_ENV))
+    return choose_credentials(url, key, hostname, access_token)
+
+
+def _ls_client(hostname: Optional[str], access_token: Optional[str]) -> LabelStudioClient:
+    """A cached client for Label Studio: the configured URL and key, else ``/setup``'s pair.
+
+    Raises:
+        LabelStudioError: No usable URL/key pair (the message says what to set).
+    """
+    base, key, source = _credentials(hostname, access_token)
+    cache_key = (base, key)
     with _clients_lock:
         if cache_key not in _clients:
-            _clients[cache_key] = make_client(url, key, hostname=hostname, access_token=access_token)
+            _clients[cache_key] = LabelStudioClient(base, key, key_source=source)
         return _clients[cache_key]
+
+
+def _require_client(url: str, hostname: Optional[str], access_token: Optional[str]) -> LabelStudioClient:
+    try:
+        return _ls_client(hostname, access_token)
+    except LabelStudioError as exc:
+        raise FileNotFoundError(f"{url} needs Label Studio to download it: {exc}") from None
+
+
+def _is_cloud_uri(url: Any) -> bool:
+    """True for the cloud storage URIs Label Studio resolves (``s3://``, ``gs://``, ``azure-blob://``)."""
+    return isinstance(url, str) and url.startswith(CLOUD_STORAGE_PREFIXES)
+
+
+def _presign_path(uri: str, task_id: Any) -> str:
+    """``/tasks/<id>/presign/?fileuri=<base64url of uri>``, as label-studio-sdk builds it."""
+    tid = str(task_id).strip()
+    if isinstance(task_id, bool) or not tid.isdigit():
+        raise ValueError(f"task_id must be a Label Studio task id (a whole number), got {task_id!r}")
+    fileuri = base64.urlsafe_b64encode(uri.encode()).decode()
+    return f"/tasks/{int(tid)}/presign/?fileuri={fileuri}"
 
 
 def _local_files_path(url: str) -> Optional[str]:
@@ -165,29 +208,58 @@ def _local_files_path(url: str) -> Optional[str]:
     return path
 
 
-def _cache_path(url: str, cache_dir: Optional[str]) -> str:
-    directory = cache_dir or os.path.join(tempfile.gettempdir(), "lsml-cache")
-    os.makedirs(directory, exist_ok=True)
-    parsed = urllib.parse.urlparse(url)
-    name = parsed.path
-    if "?d=" in url:
-        name = urllib.parse.unquote(url.split("?d=", 1)[1])
-    match = _SUFFIX.fullmatch(os.path.splitext(os.path.basename(name))[1])
-    suffix = match.group(0) if match else ""
-    return os.path.join(directory, hashlib.sha256(url.encode()).hexdigest()[:32] + suffix)
+def _default_cache_dir() -> str:
+    """label-studio-sdk's cache directory (``$XDG_CACHE_HOME/label-studio``, ``~/.cache/label-studio``),
+    else ``<tmp>/lsml-cache`` when that cannot be created (no writable home)."""
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return _usable_cache_dir(os.path.join(base, "label-studio"))
+
+
+@functools.lru_cache(maxsize=8)
+def _usable_cache_dir(directory: str) -> str:
+    try:
+        os.makedirs(directory, exist_ok=True)
+    except OSError:
+        directory = os.path.join(tempfile.gettempdir(), "lsml-cache")
+        os.makedirs(directory, exist_ok=True)
+    return directory
+
+
+def _file_name(url: str) -> str:
+    """The file name a media URL names: the storage URI's (also as ``?fileuri=``), ``?d=`` and
+    ``?filepath=`` values, else the URL's path; reduced to safe characters."""
+    if _is_cloud_uri(url):
+        name = url.split("?", 1)[0]
+    else:
+        parsed = urllib.parse.urlsplit(url)
+        query = urllib.parse.parse_qs(parsed.query) if parsed.query else {}
+        name = (query.get("d") or query.get("filepath") or [parsed.path])[-1]
+        if query.get("fileuri"):
+            with contextlib.suppress(ValueError, UnicodeError):
+                name = base64.urlsafe_b64decode(query["fileuri"][-1].encode()).decode().split("?", 1)[0]
+    name = os.path.basename(urllib.parse.unquote(name).rstrip("/"))
+    name = _UNSAFE.sub("_", name).lstrip(".")[-100:]
+    return name or "file"
+
+
+def _cache_path(key: str, name: str, cache_dir: Optional[str]) -> str:
+    """``<cache_dir>/<hash of key>__<name>``: label-studio-sdk's naming (with a longer hash)."""
+    directory = cache_dir or _default_cache_dir()
+    return os.path.join(directory, hashlib.sha256(key.encode()).hexdigest()[:16] + "__" + name)
 
 
 def _download(url: str, path: str, client: Optional[LabelStudioClient]) -> None:
-    if client is not None:
-        content = client.download(url)
-    else:
-        status, content = fetch(url, {}, 30)
-        if not 200 <= status < 300:
-            raise LabelStudioError(f"download of {url} answered {status}")
+    """Stream ``url`` into ``path`` atomically (a temporary file, then a rename)."""
+    os.makedirs(os.path.dirname(path), exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path), prefix=".download-")
     try:
         with os.fdopen(fd, "wb") as fh:
-            fh.write(content)
+            if client is not None:
+                client.download(url, sink=fh)
+            else:
+                status, _ = fetch(url, {}, 30, sink=fh)
+                if not 200 <= status < 300:
+                    raise LabelStudioError(f"download of {url.split('?', 1)[0]} answered {status}")
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
@@ -207,27 +279,36 @@ def get_local_path(
 ) -> str:
     """A local path for a task's media URL, downloading (once) into a cache when needed.
 
-    Handles existing local paths and ``file://`` URLs, ``/data/local-files/?d=`` under
-    ``LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT``, Label Studio relative URLs (``/data/upload/...``,
-    joined to ``LABEL_STUDIO_URL`` or ``hostname``) and ``http(s)://`` URLs. Label Studio's
-    own URLs are fetched with its key (``LABEL_STUDIO_API_KEY``, else ``access_token``).
+    Handles, like label-studio-sdk's ``get_local_path``: existing local paths and ``file://``
+    URLs; ``/data/local-files/?d=`` under ``LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT``; Label
+    Studio's own URLs (``/data/upload/...``, ``/data/local-files/?d=...``,
+    ``/storage-data/...``), downloaded from Label Studio with its key; cloud storage URIs
+    (``s3://``, ``gs://``, ``azure-blob://``), resolved by Label Studio at
+    ``/tasks/<task_id>/presign/?fileuri=<base64url of the URI>``, which answers with the file
+    or redirects to a presigned storage URL; and ``http(s)://`` URLs.
+
+    Which Label Studio and key: ``LABEL_STUDIO_URL`` with ``LABEL_STUDIO_API_KEY``, else
+    ``hostname`` with ``access_token`` (what ``/setup`` sent). A key is only ever sent to the
+    host it came with: never to another ``http(s)://`` host, and never along a redirect to
+    another host (the presigned storage URL gets no ``Authorization``).
 
     Args:
         url: The URL or path from the task data.
-        cache_dir: Download directory (default ``<tmp>/lsml-cache``).
+        cache_dir: Download directory (default ``~/.cache/label-studio``, as label-studio-sdk).
         project_dir: Old SDK argument: uploads are looked up in ``<project_dir>/upload``.
         hostname: Label Studio's URL (as sent by ``/setup``).
         image_dir: Old SDK argument: a directory holding uploaded files.
-        access_token: Label Studio key (as sent by ``/setup``).
+        access_token: The key for ``hostname`` (as sent by ``/setup``).
         download_resources: When False, return the cache path without downloading.
-        task_id: Accepted for compatibility (cloud storage URIs are not resolved).
+        task_id: The task's id: needed for cloud storage URIs.
 
     Returns:
-        A local file path.
+        A local file path; downloads are named ``<hash>__<file name>``.
 
     Raises:
-        FileNotFoundError: A local file is missing or no Label Studio URL/key is known.
-        ValueError: Unsupported URL scheme.
+        FileNotFoundError: A local file is missing, or no Label Studio URL/key is known for a
+            Label Studio URL or cloud URI.
+        ValueError: Unsupported URL scheme, or a cloud URI without ``task_id``.
         LabelStudioError: The download failed.
     """
     if not isinstance(url, str) or not url:
@@ -253,25 +334,49 @@ def get_local_path(
         local = _local_files_path(url)
         if local:
             return local
-    if url.startswith(_LS_PATHS):
-        client = _ls_client(hostname, access_token)
-        if client is None:
-            raise FileNotFoundError(
-                f"{url} is a Label Studio URL: set LABEL_STUDIO_URL and LABEL_STUDIO_API_KEY to download it"
+    client: Optional[LabelStudioClient] = None
+    if _is_cloud_uri(url):
+        if task_id is None:
+            raise ValueError(
+                f"{url} is a cloud storage URI: Label Studio resolves it for a task, so pass the "
+                "task's id: get_local_path(url, task_id=task['id'])"
             )
-        url = client.url + url
+        presign = _presign_path(url, task_id)
+        # cached by the URI (not by the short-lived presigned URL): a hit needs no Label Studio
+        path = _cache_path(url, _file_name(url), cache_dir)
+        if not download_resources or os.path.exists(path):
+            return path
+        client = _require_client(url, hostname, access_token)
+        target = client.url + presign
+    elif url.startswith(_LS_PATHS):
+        client = _require_client(url, hostname, access_token)
+        target = client.url + url
+        path = _cache_path(target, _file_name(url), cache_dir)
     elif parsed.scheme in ("http", "https"):
-        client = _ls_client(hostname, access_token)
-        if client is not None and urllib.parse.urlparse(client.url).netloc != parsed.netloc:
-            client = None
+        target = url
+        with contextlib.suppress(LabelStudioError):
+            client = _ls_client(hostname, access_token)
+        if client is not None and not same_origin(url, client.url):
+            client = None  # another host: no key
+        path = _cache_path(target, _file_name(url), cache_dir)
     elif not parsed.scheme:
         raise FileNotFoundError(url)
     else:
-        raise ValueError(f"cannot resolve {url!r}: not a local file, http(s) URL or Label Studio URL")
-    path = _cache_path(url, cache_dir)
+        raise ValueError(
+            f"cannot resolve {url!r}: not a local file, http(s) URL, Label Studio URL or cloud "
+            "storage URI (" + ", ".join(p + "//" for p in CLOUD_STORAGE_PREFIXES) + ")"
+        )
     if download_resources and not os.path.exists(path):
-        logger.info("downloading %s", url.split("?", 1)[0])
-        _download(url, path, client)
+        logger.info("downloading %s", target.split("?", 1)[0])
+        try:
+            _download(target, path, client)
+        except LabelStudioError as exc:
+            # uploads kept in a cloud default storage are served by the storage proxy only
+            if exc.status != 404 or client is None or not url.startswith("/data/upload/"):
+                raise
+            proxy = "/storage-data/uploaded/?filepath=" + urllib.parse.quote(url[len("/data/") :], safe="/")
+            logger.info("%s answered 404: trying Label Studio's storage proxy", target)
+            _download(client.url + proxy, path, client)
     return path
 
 

@@ -1,11 +1,11 @@
 """RQ settings for ``rq worker -c rq_settings`` and ``rq info -c rq_settings``.
 
-They read the same environment variables as the API (see .env.example).
+They come from the runtime's settings, so they read the same environment variables as the API
+(see .env.example).
 """
 
-import os
+from label_studio_ml.settings import Settings, redis_url_from
 
-REDIS_URL = os.environ.get("REDIS_URL") or "redis://{}:{}/0".format(
-    os.environ.get("REDIS_HOST", "localhost"), os.environ.get("REDIS_PORT", "6379")
-)
-QUEUES = [os.environ.get("RQ_QUEUE_NAME", "default")]
+_settings = Settings.from_env()
+REDIS_URL = _settings.redis_url or redis_url_from("localhost")
+QUEUES = [_settings.rq_queue_name]

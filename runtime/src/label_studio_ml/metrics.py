@@ -22,6 +22,8 @@ from prometheus_client import CollectorRegistry, Counter, Histogram, disable_cre
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4, generate_latest
 
+from .settings import metrics_dir_from_env
+
 CONTENT_TYPE = CONTENT_TYPE_PLAIN_0_0_4
 disable_created_metrics()  # no *_created series: multi-process mode has none either
 
@@ -32,7 +34,7 @@ TRAINING_BUCKETS = (0.1, 0.5, 1, 5, 10, 30, 60, 300, 600, 1800, 3600, 3 * 3600, 
 
 def multiprocess_dir() -> Optional[str]:
     """The shared sample directory, or None (per-process registry)."""
-    return os.environ.get("PROMETHEUS_MULTIPROC_DIR") or None
+    return metrics_dir_from_env()
 
 
 class _Instruments:
@@ -106,8 +108,9 @@ class _Snapshot:
 class Metrics:
     """The metrics of one app (all apps of a process share them in multi-process mode)."""
 
-    def __init__(self) -> None:
-        self.directory = multiprocess_dir()
+    def __init__(self, directory: Optional[str] = None) -> None:
+        """``directory``: ``PROMETHEUS_MULTIPROC_DIR`` (``Settings.metrics_dir``; read when omitted)."""
+        self.directory = directory or multiprocess_dir()
         if self.directory:
             self._registry: Optional[CollectorRegistry] = None
             self.instruments = _process_instruments()

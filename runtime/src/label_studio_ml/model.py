@@ -19,7 +19,6 @@ import json
 import logging
 import os
 import re
-import tempfile
 import threading
 
 try:
@@ -29,11 +28,13 @@ except ImportError:  # pragma: no cover - Windows: in-process lock only
 from pathlib import Path
 from typing import Any, Callable, Dict, Iterator, List, Optional
 
+from .fileio import write_atomic
 from .label_config import build_label_map as _build_label_map
 from .label_config import get_first_tag_occurence as _first_tag
 from .label_config import parse_config
 from .label_config import sdk_label_interface as _sdk_label_interface
 from .response import ModelResponse  # noqa: F401  upstream scripts import it from here
+from .settings import Settings, SettingsError
 
 logger = logging.getLogger(__name__)
 
@@ -117,7 +118,9 @@ class LabelStudioMLBase:
         self.train_output: Dict[str, Any] = dict(train_output or {})
         self.model_dir: Optional[str] = ctx.get("model_dir")
         self.workdir: Optional[str] = ctx.get("workdir")
-        self.hostname: Optional[str] = ctx.get("hostname") or os.environ.get("LABEL_STUDIO_URL")
+        settings = ctx.get("settings")
+        self._settings: Optional[Settings] = settings if isinstance(settings, Settings) else None
+        self.hostname: Optional[str] = ctx.get("hostname") or self._runtime_settings().label_studio_url
         self.access_token: Optional[str] = ctx.get("access_token")
         extra = ctx.get("extra_params")
         self.extra_params: Dict[str, Any] = extra if isinstance(extra, dict) else {}
@@ -129,6 +132,7 @@ class LabelStudioMLBase:
             "access_token",
             "extra_params",
             "served_version",
+            "settings",
             "project_id",
             "label_config",
             "train_output",
@@ -140,6 +144,16 @@ class LabelStudioMLBase:
                 with contextlib.suppress(AttributeError):
                     setattr(self, key, value)
         self.setup()
+
+    def _runtime_settings(self) -> Settings:
+        """The runtime's settings (from the environment, once, when built outside the runtime)."""
+        if getattr(self, "_settings", None) is None:
+            try:
+                self._settings = Settings.from_env()
+            except SettingsError as exc:
+                logger.warning("%s; %s uses the default settings", exc, type(self).__name__)
+                self._settings = Settings()
+        return self._settings  # type: ignore[return-value]
 
     # ----------------------------------------------------------------- override these
     def setup(self) -> None:
@@ -226,11 +240,7 @@ class LabelStudioMLBase:
         with _kv_lock, open(path.with_name(".kv.lock"), "a+") as lock:
             if fcntl is not None:
                 fcntl.flock(lock, fcntl.LOCK_EX)
-            data = {**self._kv_read(), key: value}
-            fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".kv-", suffix=".tmp")
-            with os.fdopen(fd, "w", encoding="utf-8") as fh:
-                json.dump(data, fh)
-            os.replace(tmp, path)
+            write_atomic(path, json.dumps({**self._kv_read(), key: value}))
 
     # ----------------------------------------------------------------- helpers
     def get_first_tag_occurence(
@@ -284,9 +294,8 @@ class LabelStudioMLBase:
         annotations.
         """
         from .lsclient import make_client
-        from .settings import Settings
 
-        settings = Settings.from_env()
+        settings = self._runtime_settings()
         client = make_client(
             settings.label_studio_url, settings.label_studio_api_key, self.hostname, self.access_token
         )
@@ -348,11 +357,7 @@ class LabelStudioMLBase:
 
     def get_label_studio_access_token(self) -> Optional[str]:
         """The Label Studio key: ``LABEL_STUDIO_API_KEY`` (or ``_ACCESS_TOKEN``), else ``/setup``'s."""
-        return (
-            os.environ.get("LABEL_STUDIO_API_KEY")
-            or os.environ.get("LABEL_STUDIO_ACCESS_TOKEN")
-            or self.access_token
-        )
+        return self._runtime_settings().label_studio_api_key or self.access_token
 
     def preload_task_data(self, task: Dict[str, Any], value: Any = None, read_file: bool = True) -> Any:
         """Replace URLs, storage URIs and paths in ``value`` with their files' text (or paths).
@@ -423,7 +428,7 @@ def build_model(model_class: type, **values: Any) -> LabelStudioMLBase:
     Everything in ``values`` also reaches the base constructor through the construction
     context, so a subclass ``__init__`` with a narrow signature still gets a complete model.
     """
-    public = {k: v for k, v in values.items() if k not in ("served_version", "workdir")}
+    public = {k: v for k, v in values.items() if k not in ("served_version", "workdir", "settings")}
     kwargs = accepted_kwargs(model_class.__init__, public)
     with construction(**values):
         model = model_class(**kwargs)

@@ -12,6 +12,7 @@ import copy
 from typing import Any, Dict, List, Optional
 
 from . import __version__
+from .store import LS_PROJECT_RE
 
 JSON = "application/json"
 _STR = {"type": "string"}
@@ -20,7 +21,7 @@ _NUMBER_OR_NULL = {"type": ["number", "null"]}
 
 # The project as Label Studio names it in /setup and /predict ("<id>.<created_at>"); an int or
 # {"id": ...} are accepted too. The id part names a directory, so it is strictly bounded.
-PROJECT_PATTERN = r"^[A-Za-z0-9_-]{1,64}(\.[0-9]{1,20})?$"
+PROJECT_PATTERN = f"^{LS_PROJECT_RE.pattern}$"  # the rule requests are checked with
 PROJECT = {
     "description": "'<project id>.<created_at>' (e.g. '12.1719830400'); absent or null: 'default'.",
     "anyOf": [
@@ -36,7 +37,7 @@ PROJECT_QUERY = {
     "in": "query",
     "required": False,
     "description": "Project id ('12' or '12.1719830400').",
-    "schema": {"type": "string", "pattern": r"^([A-Za-z0-9_-]{1,64}(\.[0-9]{1,20})?)?$"},
+    "schema": {"type": "string", "pattern": f"^({LS_PROJECT_RE.pattern})?$"},
 }
 
 SEED_CONFIG = (

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any, Dict, Optional, Tuple
 
 from .model import LabelStudioMLBase, build_model
+from .settings import Settings
 from .store import ModelStore
 
 logger = logging.getLogger(__name__)
@@ -45,9 +46,14 @@ class ModelRegistry:
     """Builds, caches and swaps model instances."""
 
     def __init__(
-        self, model_class: type, store: ModelStore, model_kwargs: Optional[Dict[str, Any]] = None
+        self,
+        model_class: type,
+        store: ModelStore,
+        model_kwargs: Optional[Dict[str, Any]] = None,
+        settings: Optional[Settings] = None,
     ) -> None:
         self.model_class = model_class
+        self.settings = settings
         self.store = store
         self.model_kwargs = dict(model_kwargs or {})
         self._entries: Dict[str, _Entry] = {}
@@ -125,6 +131,7 @@ class ModelRegistry:
                 hostname=info.hostname,
                 access_token=info.access_token,
                 extra_params=info.extra_params,
+                settings=self.settings,
                 **self.model_kwargs,
             )
         except Exception as exc:

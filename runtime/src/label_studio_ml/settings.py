@@ -1,15 +1,22 @@
 """Configuration from the environment, parsed and validated once.
 
-Every variable the runtime reads is named in :data:`ENV_VARS`; ``docs/runtime.md`` and the
-generated ``.env.example`` list the same set (a test compares them).
+This module is the only place the runtime reads its environment. Every variable a user sets is
+named in :data:`ENV_VARS`; ``docs/runtime.md`` and the generated ``.env.example`` list the same
+set. Two more are read here and not documented there: ``PROMETHEUS_MULTIPROC_DIR`` (set by the
+generated ``supervisord.conf``) and ``LSML_LOCK_TTL`` (tests shorten the training run lock).
+
+Also here, because every process needs them the same way: the Redis URL built from a host and
+a port (:func:`redis_url_from`), and the list of secrets to cut from messages
+(:meth:`Settings.secrets`, :func:`redact`).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import os
 import re
-from typing import Mapping, Optional, Tuple
+from typing import Any, Iterable, Mapping, Optional, Tuple
 from urllib.parse import urlparse
 
 # name -> (default, description). The order is the documentation order.
@@ -69,6 +76,47 @@ def _url(name: str, value: str, schemes: Tuple[str, ...]) -> str:
     return value.rstrip("/")
 
 
+def redis_url_from(host: str, port: Any = None) -> str:
+    """The Redis URL of the old ``REDIS_HOST``/``REDIS_PORT`` spelling (database 0)."""
+    return f"redis://{host}:{port or 6379}/0"
+
+
+def _lock_ttl(raw: str) -> int:
+    try:
+        return max(int(raw or 30), 2)
+    except ValueError:
+        return 30
+
+
+def metrics_dir_from_env(env: Optional[Mapping[str, str]] = None) -> Optional[str]:
+    """``PROMETHEUS_MULTIPROC_DIR`` (prometheus_client's own variable), or None."""
+    env = os.environ if env is None else env
+    return env.get("PROMETHEUS_MULTIPROC_DIR", "").strip() or None
+
+
+_LS_ENV = ("LABEL_STUDIO_URL", "LABEL_STUDIO_HOST", "LABEL_STUDIO_API_KEY", "LABEL_STUDIO_ACCESS_TOKEN")
+
+
+@functools.lru_cache(maxsize=8)
+def _label_studio(values: Tuple[Optional[str], ...]) -> Tuple[Optional[str], Optional[str]]:
+    settings = Settings.from_env({k: v for k, v in zip(_LS_ENV, values) if v is not None})
+    return settings.label_studio_url, settings.label_studio_api_key
+
+
+def label_studio_from_env() -> Tuple[Optional[str], Optional[str]]:
+    """``(LABEL_STUDIO_URL, LABEL_STUDIO_API_KEY)`` as :class:`Settings` reads them, memoised on
+    their values (media downloads ask on every call, outside any app)."""
+    return _label_studio(tuple(os.environ.get(name) for name in _LS_ENV))
+
+
+def redact(text: str, secrets: Iterable[Any]) -> str:
+    """``text`` with every known secret (token, key, password) replaced by ``[redacted]``."""
+    for secret in secrets:
+        if isinstance(secret, str) and len(secret) >= 4 and secret in text:
+            text = text.replace(secret, "[redacted]")
+    return text
+
+
 @dataclasses.dataclass(frozen=True)
 class Settings:
     """Runtime configuration. Build it with :meth:`from_env`, or directly in tests."""
@@ -83,6 +131,9 @@ class Settings:
     label_studio_api_key: Optional[str] = dataclasses.field(default=None, repr=False)
     log_level: str = "INFO"
     max_request_bytes: int = 100 * 1024 * 1024
+    # prometheus_client reads this variable itself, so the field always follows the environment
+    metrics_dir: Optional[str] = dataclasses.field(default_factory=metrics_dir_from_env)
+    lock_ttl: int = 30
 
     def __post_init__(self) -> None:
         if self.label_studio_api_key and not self.label_studio_url:
@@ -97,6 +148,14 @@ class Settings:
     def basic_auth(self) -> bool:
         return bool(self.basic_auth_user)
 
+    def secrets(self, *tokens: Optional[str]) -> Tuple[Optional[str], ...]:
+        """Every secret a message might echo: the configured key, the Basic password, ``tokens``."""
+        return (self.label_studio_api_key, self.basic_auth_pass, *tokens)
+
+    def redact(self, text: str, *tokens: Optional[str]) -> str:
+        """``text`` without any of :meth:`secrets` (``tokens``: /setup access tokens)."""
+        return redact(text, self.secrets(*tokens))
+
     @classmethod
     def from_env(cls, env: Optional[Mapping[str, str]] = None) -> Settings:
         """Read every variable once; raise :class:`SettingsError` naming a bad one."""
@@ -109,7 +168,7 @@ class Settings:
             port = _get(env, "REDIS_PORT")
             if not port.isdigit():
                 raise SettingsError(f"REDIS_PORT={port!r} is not valid: use a port number")
-            redis_url = f"redis://{host}:{port}/0"
+            redis_url = redis_url_from(host, port)
         user, password = _get(env, "BASIC_AUTH_USER"), _get(env, "BASIC_AUTH_PASS")
         if bool(user) != bool(password):
             missing = "BASIC_AUTH_PASS" if user else "BASIC_AUTH_USER"
@@ -136,4 +195,6 @@ class Settings:
             label_studio_api_key=_get(env, "LABEL_STUDIO_API_KEY", "LABEL_STUDIO_ACCESS_TOKEN") or None,
             log_level=level,
             max_request_bytes=_positive_int(env, "MAX_REQUEST_MB") * 1024 * 1024,
+            metrics_dir=metrics_dir_from_env(env),
+            lock_ttl=_lock_ttl(env.get("LSML_LOCK_TTL", "")),
         )

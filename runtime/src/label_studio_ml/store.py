@@ -22,12 +22,15 @@ import json
 import os
 import re
 import shutil
-import tempfile
 import time
 from pathlib import Path
 from typing import Any, Dict, Iterator, List, Optional, Tuple
 
+from .fileio import write_atomic
+
 PROJECT_ID_RE = re.compile(r"[A-Za-z0-9_-]{1,64}")
+# What requests carry: Label Studio's "<id>.<created_at>" (group 1 is the store's project id)
+LS_PROJECT_RE = re.compile(rf"({PROJECT_ID_RE.pattern})(?:\.[0-9]{{1,20}})?")
 VERSION_RE = re.compile(r"v(\d{1,9})-(\d{14})")
 
 
@@ -53,20 +56,6 @@ def check_version(version: str) -> str:
 def _version_number(name: str) -> int:
     match = VERSION_RE.fullmatch(name)
     return int(match.group(1)) if match else -1
-
-
-def write_atomic(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` through a temporary file and a rename."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}-", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
 
 
 class ModelStore:
@@ -161,6 +150,8 @@ class ModelStore:
     ) -> None:
         """Make a version visible: its files first, then ``LATEST``."""
         path = self.version_dir(project_id, version)
+        if not path.is_dir():
+            raise StoreError(f"version {version} of project {project_id} was removed before it was committed")
         write_atomic(path / "meta.json", json.dumps(meta, indent=2, default=str))
         write_atomic(path / "train_output.json", json.dumps(train_output, indent=2, default=str))
         with self._locked(project_id):
@@ -168,8 +159,12 @@ class ModelStore:
             if current is None or _version_number(version) > _version_number(current):
                 write_atomic(self.project_dir(project_id) / "LATEST", version + "\n")
 
-    def discard_version(self, project_id: str, version: str) -> None:
-        shutil.rmtree(self.version_dir(project_id, version), ignore_errors=True)
+    def discard_version(self, project_id: str, version: str, only_incomplete: bool = False) -> None:
+        """Remove a version's directory (with ``only_incomplete``: unless it was committed)."""
+        path = self.version_dir(project_id, version)
+        if only_incomplete and (path / "train_output.json").is_file():
+            return
+        shutil.rmtree(path, ignore_errors=True)
 
     # ------------------------------------------------------------------ small JSON files
     def read_json(self, project_id: str, name: str) -> Dict[str, Any]:
@@ -184,10 +179,18 @@ class ModelStore:
     def status(self, project_id: str) -> Dict[str, Any]:
         return self.read_json(project_id, "status.json")
 
-    def update_status(self, project_id: str, **fields: Any) -> Dict[str, Any]:
-        """Merge ``fields`` into the project's training status."""
+    def update_status(
+        self, project_id: str, *, job_id_is: Optional[str] = None, **fields: Any
+    ) -> Dict[str, Any]:
+        """Merge ``fields`` into the project's training status.
+
+        With ``job_id_is``, only while the status still describes that job: a run that lost its
+        project to another must not overwrite the other's status (the status is returned as is).
+        """
         with self._locked(project_id):
             data = self.status(project_id)
+            if job_id_is is not None and data.get("job_id") != job_id_is:
+                return data
             data.update(fields)
             self.write_json(project_id, "status.json", data)
             return data

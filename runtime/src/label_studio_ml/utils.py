@@ -15,6 +15,7 @@ import urllib.parse
 import urllib.request
 from typing import Any, Dict, List, Optional, Tuple
 
+from .fileio import atomic_file
 from .label_config import (
     LabelConfigError,
     build_label_map,
@@ -23,7 +24,7 @@ from .label_config import (
     parse_config,
 )
 from .lsclient import LabelStudioClient, LabelStudioError, choose_credentials, fetch, same_origin
-from .settings import Settings
+from .settings import label_studio_from_env
 
 __all__ = [
     "DATA_UNDEFINED_NAME",
@@ -144,19 +145,9 @@ def get_image_size(filepath: str) -> Tuple[int, int]:
         return ImageOps.exif_transpose(image).size  # the size as displayed (EXIF orientation)
 
 
-_LS_ENV = ("LABEL_STUDIO_URL", "LABEL_STUDIO_HOST", "LABEL_STUDIO_API_KEY", "LABEL_STUDIO_ACCESS_TOKEN")
-
-
-@functools.lru_cache(maxsize=8)
-def _configured(values: Tuple[Optional[str], ...]) -> Tuple[Optional[str], Optional[str]]:
-    """``(LABEL_STUDIO_URL, LABEL_STUDIO_API_KEY)`` as :class:`Settings` reads them (memoised)."""
-    settings = Settings.from_env({k: v for k, v in zip(_LS_ENV, values) if v is not None})
-    return settings.label_studio_url, settings.label_studio_api_key
-
-
 def _credentials(hostname: Optional[str], access_token: Optional[str]) -> Tuple[str, str, str]:
     """The Label Studio to download from and its key (``lsclient.choose_credentials``' rule)."""
-    url, key = _configured(tuple(os.environ.get(name) for name in _LS_ENV))
+    url, key = label_studio_from_env()
     return choose_credentials(url, key, hostname, access_token)
 
 
@@ -250,21 +241,13 @@ def _cache_path(key: str, name: str, cache_dir: Optional[str]) -> str:
 
 def _download(url: str, path: str, client: Optional[LabelStudioClient]) -> None:
     """Stream ``url`` into ``path`` atomically (a temporary file, then a rename)."""
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path), prefix=".download-")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            if client is not None:
-                client.download(url, sink=fh)
-            else:
-                status, _ = fetch(url, {}, 30, sink=fh)
-                if not 200 <= status < 300:
-                    raise LabelStudioError(f"download of {url.split('?', 1)[0]} answered {status}")
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    with atomic_file(path) as fh:
+        if client is not None:
+            client.download(url, sink=fh)
+        else:
+            status, _ = fetch(url, {}, 30, sink=fh)
+            if not 200 <= status < 300:
+                raise LabelStudioError(f"download of {url.split('?', 1)[0]} answered {status}")
 
 
 def get_local_path(

@@ -17,6 +17,7 @@ import importlib
 import json
 import logging
 import os
+import sys
 import threading
 import time
 import traceback
@@ -24,24 +25,13 @@ import uuid
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
 from .lsclient import LabelStudioError, make_client
-from .metrics import record_training
+from .metrics import Metrics
 from .model import accepted_kwargs, build_model, fit_style
 from .settings import Settings
+from .settings import redact as _redact
 from .store import ModelStore
 
 logger = logging.getLogger(__name__)
-
-
-def _lock_ttl(raw: Optional[str]) -> int:
-    try:
-        return max(int(raw or 30), 2)
-    except ValueError:
-        return 30
-
-
-# Seconds; a running job refreshes its project lock every LOCK_TTL / 3, and a job whose worker
-# died is reported failed once the lock expires. LSML_LOCK_TTL (worker env) shortens it for tests.
-LOCK_TTL = _lock_ttl(os.environ.get("LSML_LOCK_TTL"))
 
 
 class TrainingUnavailable(RuntimeError):
@@ -87,26 +77,225 @@ def _now() -> float:
     return round(time.time(), 3)
 
 
-def _annotations_for(request: TrainRequest, settings: Settings) -> List[Dict[str, Any]]:
-    """Seed-style ``fit`` takes annotated tasks: from ``/train``, else from Label Studio."""
-    if request.annotations is not None:
-        return request.annotations
-    client = make_client(
-        settings.label_studio_url,
-        settings.label_studio_api_key,
-        hostname=request.hostname,
-        access_token=request.access_token,
-    )
-    project = request.data.get("project")
-    project_id = project.get("id") if isinstance(project, dict) else None
-    return client.get_annotated_tasks(project_id or request.project_id)
+def _process_token(pid: int) -> Optional[str]:
+    """``"<pid>:<start time>"``: names a process even after its pid is reused (Linux), else the pid."""
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii", errors="replace") as fh:
+            fields = fh.read().rsplit(")", 1)[1].split()
+        return f"{pid}:{fields[19]}"  # field 22 of stat(5): the start time, in clock ticks since boot
+    except (OSError, IndexError):
+        if sys.platform.startswith("linux"):
+            return None  # no such process
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return None
+        except OSError:
+            pass  # it exists, owned by someone else
+        return str(pid)
+
+
+PROCESS = _process_token(os.getpid()) or str(os.getpid())
+
+
+def process_alive(token: str) -> bool:
+    """Whether the process named by a :data:`PROCESS` token (of this machine) still runs."""
+    pid = token.split(":", 1)[0]
+    return pid.isdigit() and _process_token(int(pid)) == token
+
+
+class _Run:
+    """One training run; :func:`execute` calls its steps in order.
+
+    begin → build → fit → commit → succeed, or fail from any step.
+    """
+
+    def __init__(
+        self,
+        model_class: type,
+        store: ModelStore,
+        settings: Settings,
+        request: TrainRequest,
+        job_id: str,
+        model_kwargs: Optional[Dict[str, Any]],
+    ) -> None:
+        self.model_class, self.store, self.settings = model_class, store, settings
+        self.request, self.job_id = request, job_id
+        self.model_kwargs = dict(model_kwargs or {})
+        self.pid = request.project_id
+        self.started = _now()
+        self.version: Optional[str] = None
+        self.config: Optional[str] = None
+        self.config_missing = ""  # why no labeling config could be found, when none was
+
+    # ------------------------------------------------------------------ steps
+    def begin(self, exclusive: bool) -> None:
+        """Claim the project in the status and reserve the new version's directory.
+
+        A version directory the previous run left incomplete is removed first when that run is
+        surely dead: its process is gone, or it ran in this process, or this run holds the
+        project's lock (``exclusive``: production, where the previous may have run elsewhere).
+        """
+        previous = self.store.status(self.pid)
+        runner, leftover = previous.get("runner"), previous.get("run_version")
+        dead = exclusive or runner == PROCESS or (isinstance(runner, str) and not process_alive(runner))
+        if isinstance(leftover, str) and previous.get("job_id") != self.job_id and dead:
+            self.store.discard_version(self.pid, leftover, only_incomplete=True)
+        self.version, _ = self.store.new_version(self.pid)
+        self.store.update_status(
+            self.pid, job_id=self.job_id, status="running", started_at=self.started, ended_at=None,
+            error=None, interrupted=None, event=self.request.event, runner=PROCESS, run_version=self.version,
+        )  # fmt: skip
+
+    def build(self) -> Any:
+        """The model the run trains: the served version's, with this run's config and context."""
+        if fit_style(self.model_class) == "none":
+            raise TrainingError(f"{self.model_class.__name__} has no fit() method: add one to train")
+        self.config = self._label_config()
+        previous = self.store.latest(self.pid)
+        return build_model(
+            self.model_class,
+            project_id=self.pid,
+            label_config=self.config,
+            train_output=self.store.train_output(self.pid, previous),
+            model_dir=str(self.store.project_dir(self.pid)),
+            workdir=str(self.store.version_dir(self.pid, previous)) if previous else None,
+            hostname=self.request.hostname or self.settings.label_studio_url,
+            access_token=self.request.access_token,
+            extra_params=self.request.extra_params,
+            served_version=previous,
+            settings=self.settings,
+            **self.model_kwargs,
+        )
+
+    def fit(self, model: Any) -> Dict[str, Any]:
+        """Call the model's ``fit`` in its style; returns the JSON-able ``train_output``."""
+        assert self.version is not None
+        request = self.request
+        options: Dict[str, Any] = {
+            "workdir": str(self.store.version_dir(self.pid, self.version)),
+            "job_id": self.job_id,
+        }
+        if fit_style(self.model_class) == "seed":
+            annotations = self._annotations()
+            options.update(event=request.event, data=request.data)
+            result = model.fit(annotations, **accepted_kwargs(model.fit, options))
+        else:
+            if request.annotations is not None:  # legacy /train carries them: offer them
+                options["annotations"] = request.annotations
+            result = model.fit(request.event, request.data, **accepted_kwargs(model.fit, options))
+        train_output = result if isinstance(result, dict) else {}
+        json.dumps(train_output)  # fail here, not at load time, if it is not JSON
+        return train_output
+
+    def commit(self, train_output: Dict[str, Any], owns_project: Optional[Callable[[], bool]]) -> float:
+        """Make the version visible (``LATEST``); returns when the run ended."""
+        assert self.version is not None
+        if owns_project is not None and not owns_project():
+            raise TrainingError(
+                f"the run lost project {self.pid}'s run lock before it finished (the worker was "
+                "paused or cut off from Redis for longer than the lock lasts); another run may own "
+                "the project now, so this one's result is dropped"
+            )
+        ended = _now()
+        meta = {
+            "version": self.version, "job_id": self.job_id, "event": self.request.event,
+            "started_at": self.started, "ended_at": ended, "model_class": self.model_class.__name__,
+        }  # fmt: skip
+        self.store.commit_version(self.pid, self.version, train_output, meta)
+        return ended
+
+    def succeed(self, ended: float) -> Dict[str, Any]:
+        logger.info(
+            "project %s: training %s produced version %s in %.1fs",
+            self.pid, self.job_id, self.version, ended - self.started,
+        )  # fmt: skip
+        return self.store.update_status(
+            self.pid, job_id_is=self.job_id, status="succeeded", version=self.version, ended_at=ended,
+            duration_s=round(ended - self.started, 3), error=None, last_good_version=self.version,
+            run_version=None,
+        )  # fmt: skip
+
+    def fail(self, exc: BaseException) -> float:
+        """Remove the half-written version and record why (secrets cut); returns the end time."""
+        if self.version is not None:
+            self.store.discard_version(self.pid, self.version)
+        message = (
+            str(exc) if isinstance(exc, (LabelStudioError, TrainingError)) else f"{type(exc).__name__}: {exc}"
+        )
+        if self.config is None and self.config_missing and not isinstance(exc, TrainingError):
+            message = self._no_config_message(message)
+        # Label Studio (or a proxy, or the model) may echo a key in an error: never keep it
+        message = self.settings.redact(message, self.request.access_token)
+        trace = self.settings.redact(traceback.format_exc(), self.request.access_token)
+        logger.error("project %s: training %s failed: %s\n%s", self.pid, self.job_id, message, trace)
+        ended = _now()
+        self.store.update_status(
+            self.pid, job_id_is=self.job_id, status="failed", error=message, ended_at=ended,
+            duration_s=round(ended - self.started, 3), run_version=None,
+        )  # fmt: skip
+        return ended
+
+    # ------------------------------------------------------------------ inputs
+    def _client(self) -> Any:
+        request = self.request
+        return make_client(
+            self.settings.label_studio_url,
+            self.settings.label_studio_api_key,
+            hostname=request.hostname,
+            access_token=request.access_token,
+        )
+
+    def _ls_project_id(self) -> Any:
+        project = self.request.data.get("project")
+        project_id = project.get("id") if isinstance(project, dict) else None
+        return project_id or self.pid
+
+    def _annotations(self) -> List[Dict[str, Any]]:
+        """Seed-style ``fit`` takes annotated tasks: from ``/train``, else from Label Studio."""
+        if self.request.annotations is not None:
+            return self.request.annotations
+        return self._client().get_annotated_tasks(self._ls_project_id())
+
+    def _label_config(self) -> Optional[str]:
+        """The request's config, else the webhook's project's, else the store's, else Label Studio's."""
+        request = self.request
+        config = request.label_config or _project_config(request.data)
+        stored = self.store.label_config(self.pid)
+        if config is None and stored is None:
+            config = self._fetch_label_config()
+        if config and stored is None:
+            self.store.save_label_config(self.pid, config)  # /predict builds with it from now on
+        return config or stored
+
+    def _fetch_label_config(self) -> Optional[str]:
+        """``GET /api/projects/<id>`` on Label Studio when a URL and a key are known."""
+        try:
+            project = self._client().request_json("GET", f"/api/projects/{self._ls_project_id()}")
+        except LabelStudioError as exc:
+            self.config_missing = f"none came with the request, and Label Studio could not be asked: {exc}"
+            return None
+        config = project.get("label_config") if isinstance(project, dict) else None
+        if not isinstance(config, str) or not config.strip():
+            self.config_missing = "none came with the request, and Label Studio's project has none"
+            return None
+        logger.info("project %s: fetched the labeling config from Label Studio", self.pid)
+        return config
+
+    def _no_config_message(self, error: str) -> str:
+        return (
+            f"project {self.pid} has no labeling config ({self.config_missing}), and training "
+            f"without one failed with {error}. Send 'label_config' with /train, connect the project "
+            "in Label Studio first (its /setup sends the config), or set LABEL_STUDIO_URL and "
+            "LABEL_STUDIO_API_KEY so the backend can fetch it"
+        )
 
 
 def _project_config(data: Dict[str, Any]) -> Optional[str]:
     """The label config of a webhook's project object (events may carry a bare id instead)."""
     project = data.get("project")
     config = project.get("label_config") if isinstance(project, dict) else None
-    return config if isinstance(config, str) else None
+    return config if isinstance(config, str) and config else None
 
 
 def execute(
@@ -117,115 +306,59 @@ def execute(
     job_id: str,
     model_kwargs: Optional[Dict[str, Any]] = None,
     on_commit: Optional[Callable[[str], None]] = None,
-    metrics: Any = None,
+    metrics: Optional[Metrics] = None,
+    owns_project: Optional[Callable[[], bool]] = None,
 ) -> Dict[str, Any]:
-    """Run one training and record it. Returns the final status; raises if ``fit`` failed.
+    """Run one training and record it. Returns the final status; raises if the run failed.
 
-    The run is counted in the Prometheus metrics of this process (``metrics``, else the
-    process-wide set: the RQ work horse writes to ``PROMETHEUS_MULTIPROC_DIR``).
+    Args:
+        on_commit: Called with the project id once the version is visible, before the status
+            says ``succeeded`` (no window where the old model serves after that).
+        metrics: Where the run is counted (else this process's set: the RQ work horse writes
+            to ``PROMETHEUS_MULTIPROC_DIR``).
+        owns_project: Asked before committing: False when the run lost the project's lock.
     """
-    pid = request.project_id
-    started = _now()
-    store.update_status(
-        pid,
-        job_id=job_id,
-        status="running",
-        started_at=started,
-        ended_at=None,
-        error=None,
-        event=request.event,
-    )
-    version, workdir = store.new_version(pid)
+    metrics = metrics or Metrics(settings.metrics_dir)
+    run = _Run(model_class, store, settings, request, job_id, model_kwargs)
     try:
-        style = fit_style(model_class)
-        if style == "none":
-            raise TrainingError(f"{model_class.__name__} has no fit() method: add one to train")
-        previous = store.latest(pid)
-        config = request.label_config or _project_config(request.data) or store.label_config(pid)
-        model = build_model(
-            model_class,
-            project_id=pid,
-            label_config=config,
-            train_output=store.train_output(pid, previous),
-            model_dir=str(store.project_dir(pid)),
-            workdir=str(store.version_dir(pid, previous)) if previous else None,
-            hostname=request.hostname or settings.label_studio_url,
-            access_token=request.access_token,
-            extra_params=request.extra_params,
-            served_version=previous,
-            **(model_kwargs or {}),
-        )
-        options = {"workdir": str(workdir), "job_id": job_id}
-        if style == "seed":
-            annotations = _annotations_for(request, settings)
-            options.update(event=request.event, data=request.data)
-            result = model.fit(annotations, **accepted_kwargs(model.fit, options))
-        else:
-            if request.annotations is not None:  # legacy /train carries them: offer them
-                options["annotations"] = request.annotations
-            result = model.fit(request.event, request.data, **accepted_kwargs(model.fit, options))
-        train_output = result if isinstance(result, dict) else {}
-        json.dumps(train_output)  # fail here, not at load time, if it is not JSON
-        ended = _now()
-        store.commit_version(
-            pid,
-            version,
-            train_output,
-            {
-                "version": version,
-                "job_id": job_id,
-                "event": request.event,
-                "started_at": started,
-                "ended_at": ended,
-                "model_class": model_class.__name__,
-            },
-        )
+        run.begin(exclusive=owns_project is not None)
+        model = run.build()
+        train_output = run.fit(model)
+        ended = run.commit(train_output, owns_project)
         if on_commit is not None:
-            on_commit(pid)  # before "succeeded" is visible: no window where the old model serves
-        logger.info(
-            "project %s: training %s produced version %s in %.1fs", pid, job_id, version, ended - started
-        )
-        _record(metrics, "succeeded", ended - started)
-        return store.update_status(
-            pid,
-            status="succeeded",
-            version=version,
-            ended_at=ended,
-            duration_s=round(ended - started, 3),
-            error=None,
-            last_good_version=version,
-        )
+            on_commit(run.pid)
+        status = run.succeed(ended)
+        metrics.training_finished("succeeded", ended - run.started)
+        return status
     except BaseException as exc:
-        store.discard_version(pid, version)
-        message = f"{type(exc).__name__}: {exc}"
-        if isinstance(exc, (LabelStudioError, TrainingError)):
-            message = str(exc)
-        # Label Studio (or a proxy, or the model) may echo a key in an error: never keep it
-        secrets = (request.access_token, settings.label_studio_api_key, settings.basic_auth_pass)
-        message = redact(message, secrets)
-        trace = redact(traceback.format_exc(), secrets)
-        logger.error("project %s: training %s failed: %s\n%s", pid, job_id, message, trace)
-        ended = _now()
-        store.update_status(
-            pid, status="failed", error=message, ended_at=ended, duration_s=round(ended - started, 3)
-        )
-        _record(metrics, "failed", ended - started)
+        ended = run.fail(exc)
+        metrics.training_finished("failed", ended - run.started)
         raise
 
 
+def interrupt(
+    store: ModelStore, project_id: str, status: Dict[str, Any], why: str, clear_pending: bool
+) -> Dict[str, Any]:
+    """Report a run whose process is gone as failed (``interrupted``) and remove its version.
+
+    Only while the status still describes that run: it may have just ended, or a new run begun.
+    """
+    job_id, version = status.get("job_id"), status.get("run_version")
+    fields: Dict[str, Any] = {"pending_job_id": None} if clear_pending else {}
+    if status.get("status") in ("queued", "running"):
+        fields.update(
+            status="failed", interrupted=True, error=f"interrupted: {why}", ended_at=_now(), run_version=None
+        )
+    new = store.update_status(project_id, job_id_is=job_id, **fields)
+    if new.get("interrupted") and new.get("job_id") == job_id and isinstance(version, str):
+        store.discard_version(project_id, version, only_incomplete=True)
+        logger.warning("project %s: training %s was interrupted: %s", project_id, job_id, why)
+    return new
+
+
 def redact(text: str, secrets: Any) -> str:
-    """``text`` with every known secret (token, key, password) replaced by ``[redacted]``."""
-    for secret in secrets:
-        if isinstance(secret, str) and len(secret) >= 4 and secret in text:
-            text = text.replace(secret, "[redacted]")
-    return text
-
-
-def _record(metrics: Any, outcome: str, seconds: float) -> None:
-    if metrics is not None:
-        metrics.training_finished(outcome, seconds)
-    else:
-        record_training(outcome, seconds)
+    """Kept for importers; see :func:`label_studio_ml.settings.redact`."""
+    return _redact(text, secrets)
 
 
 class Trainer:
@@ -246,19 +379,36 @@ class Trainer:
     def submit(self, request: TrainRequest) -> Tuple[str, str]:  # pragma: no cover - abstract
         raise NotImplementedError
 
+    def reconcile(self, project_id: str, status: Dict[str, Any]) -> Dict[str, Any]:
+        """The status as it really is: a run whose process is gone is reported interrupted."""
+        return status
+
 
 class ThreadTrainer(Trainer):
-    """Development mode: runs in a daemon thread per project, follow-ups coalesced."""
+    """Development mode: runs in a daemon thread per project, follow-ups coalesced.
+
+    Args:
+        on_commit: Called with the project id when a version lands (the app's registry).
+        metrics: The app's metrics: runs finish in this process and are counted there.
+    """
 
     mode = "development"
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
+    def __init__(
+        self,
+        model_class: type,
+        store: ModelStore,
+        settings: Settings,
+        model_kwargs: Optional[Dict[str, Any]] = None,
+        *,
+        on_commit: Optional[Callable[[str], None]] = None,
+        metrics: Optional[Metrics] = None,
+    ) -> None:
+        super().__init__(model_class, store, settings, model_kwargs)
+        self.on_commit, self.metrics = on_commit, metrics
         self._lock = threading.Lock()
         self._running: Dict[str, str] = {}
         self._pending: Dict[str, Tuple[TrainRequest, str]] = {}
-        self.on_commit: Optional[Callable[[str], None]] = None  # called when a version lands
-        self.metrics: Any = None  # the app's Metrics: runs are counted there
 
     def submit(self, request: TrainRequest) -> Tuple[str, str]:
         """Start or queue a run; returns ``(status, job_id)``: ``queued`` or ``coalesced``."""
@@ -275,7 +425,7 @@ class ThreadTrainer(Trainer):
                 return "queued", job_id
             self._running[pid] = job_id
             self.store.update_status(
-                pid, job_id=job_id, status="queued", queued_at=_now(), pending_job_id=None
+                pid, job_id=job_id, status="queued", queued_at=_now(), pending_job_id=None, runner=PROCESS
             )
         thread = threading.Thread(
             target=self._loop, args=(request, job_id), daemon=True, name=f"lsml-train-{pid}"
@@ -305,6 +455,18 @@ class ThreadTrainer(Trainer):
         with self._lock:
             return project_id in self._running
 
+    def reconcile(self, project_id: str, status: Dict[str, Any]) -> Dict[str, Any]:
+        """A run (or follow-up) recorded by a development server that has stopped is interrupted."""
+        busy = status.get("status") in ("queued", "running") or status.get("pending_job_id")
+        runner = status.get("runner")
+        if not busy or not isinstance(runner, str):
+            return status
+        alive = self.is_active(project_id) if runner == PROCESS else process_alive(runner)
+        if alive:
+            return status
+        why = "the development server stopped before the run finished; train again to retry"
+        return interrupt(self.store, project_id, status, why, clear_pending=True)
+
     def queue_length(self) -> int:
         """1 while a run is active or waiting in this process, else 0 (for /metrics)."""
         with self._lock:
@@ -322,8 +484,15 @@ class ThreadTrainer(Trainer):
 
 
 def _keys(queue: str, project_id: str) -> Tuple[str, str]:
+    """Redis keys of a project: the job waiting to start, and the run lock."""
     base = f"lsml:{queue}:{project_id}"
     return f"{base}:queued", f"{base}:running"
+
+
+# Deletes a key only while it holds the given value (one step: nobody else's value is deleted).
+_DELETE_IF_EQUAL = (
+    "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) end return 0"
+)
 
 
 class RQTrainer(Trainer):
@@ -387,14 +556,30 @@ class RQTrainer(Trainer):
         except RedisError:
             return None
 
-    def worker_alive(self, project_id: str) -> Optional[bool]:
-        """Whether a worker holds the project's run lock (None when Redis does not answer)."""
+    def lock_holder(self, project_id: str) -> Optional[str]:
+        """The job holding the project's run lock, ``""`` for none (None: Redis does not answer)."""
         from redis.exceptions import RedisError
 
         try:
-            return bool(self.redis.exists(_keys(self.settings.rq_queue_name, project_id)[1]))
+            holder = self.redis.get(_keys(self.settings.rq_queue_name, project_id)[1])
         except RedisError:
             return None
+        return holder.decode() if holder else ""
+
+    def worker_alive(self, project_id: str) -> Optional[bool]:
+        """Whether a worker holds the project's run lock (None when Redis does not answer)."""
+        holder = self.lock_holder(project_id)
+        return None if holder is None else bool(holder)
+
+    def reconcile(self, project_id: str, status: Dict[str, Any]) -> Dict[str, Any]:
+        """A running job that no longer holds the run lock lost its worker (killed or crashed)."""
+        if status.get("status") != "running":
+            return status
+        holder = self.lock_holder(project_id)
+        if holder is None or holder == status.get("job_id"):
+            return status
+        why = "the training worker stopped before the job finished (killed or crashed)"
+        return interrupt(self.store, project_id, status, why, clear_pending=False)
 
 
 def _safe_url(url: Optional[str]) -> str:
@@ -403,6 +588,62 @@ def _safe_url(url: Optional[str]) -> str:
 
     parsed = urlparse(url or "")
     return f"{parsed.scheme}://{parsed.hostname}:{parsed.port or 6379}"
+
+
+class _ProjectLock:
+    """The project's run lock in Redis: redis-py's ``Lock`` (owner-checked extend and release),
+    kept alive by a heartbeat thread while the run lasts.
+
+    Its value is the job id, so anyone can tell which job holds it (``/training`` does). If
+    the heartbeat ever finds the lock gone or taken (the worker was paused or cut off from
+    Redis for longer than ``ttl``), the run has lost the project: :meth:`owned` says so and the
+    run is not committed.
+    """
+
+    def __init__(self, redis: Any, key: str, job_id: str, ttl: int) -> None:
+        self.lock = redis.lock(key, timeout=ttl, sleep=0.25, thread_local=False)
+        self.job_id, self.ttl = job_id, ttl
+        self.lost = threading.Event()
+        self._stop = threading.Event()
+        self._beat = threading.Thread(target=self._heartbeat, daemon=True, name="lsml-lock-heartbeat")
+
+    def __enter__(self) -> _ProjectLock:
+        self.lock.acquire(token=self.job_id)  # waits while another job trains this project
+        self._beat.start()
+        return self
+
+    def _heartbeat(self) -> None:
+        from redis.exceptions import LockNotOwnedError, RedisError
+
+        while not self._stop.wait(self.ttl / 3):
+            try:
+                self.lock.extend(self.ttl, replace_ttl=True)
+            except LockNotOwnedError:
+                self.lost.set()
+                logger.error("training %s lost its project's run lock (expired or taken)", self.job_id)
+                return
+            except RedisError as exc:
+                logger.warning("training %s could not extend its run lock: %s", self.job_id, exc)
+
+    def owned(self) -> bool:
+        from redis.exceptions import RedisError
+
+        try:
+            return not self.lost.is_set() and bool(self.lock.owned())
+        except RedisError:
+            return False
+
+    def __exit__(self, *exc: Any) -> None:
+        from redis.exceptions import LockError, RedisError
+
+        self._stop.set()
+        self._beat.join(5)
+        try:
+            self.lock.release()
+        except LockError:
+            logger.warning("training %s: the run lock had expired or been taken; left as is", self.job_id)
+        except RedisError as exc:
+            logger.warning("training %s could not release its run lock (it expires): %s", self.job_id, exc)
 
 
 def run_job(
@@ -422,27 +663,14 @@ def run_job(
     queued_key, running_key = _keys(settings.rq_queue_name, req.project_id)
     redis = job.connection
     # Events arriving from now on must queue a follow-up run, not coalesce into this one.
-    if (redis.get(queued_key) or b"").decode() == job.id:
-        redis.delete(queued_key)
-    while not redis.set(running_key, job.id, nx=True, ex=LOCK_TTL):
-        time.sleep(0.25)  # another worker is training this project: wait for it
-    stop = threading.Event()
-
-    def heartbeat() -> None:
-        while not stop.wait(LOCK_TTL / 3):
-            redis.set(running_key, job.id, ex=LOCK_TTL)
-
-    beat = threading.Thread(target=heartbeat, daemon=True)
-    beat.start()
-    try:
+    redis.eval(_DELETE_IF_EQUAL, 1, queued_key, job.id)
+    with _ProjectLock(redis, running_key, job.id, settings.lock_ttl) as lock:
         store.update_status(req.project_id, pending_job_id=None)
         try:
-            return execute(import_model(model_ref), store, settings, req, job.id, model_kwargs)
+            return execute(
+                import_model(model_ref), store, settings, req, job.id, model_kwargs,
+                metrics=Metrics(settings.metrics_dir), owns_project=lock.owned,
+            )  # fmt: skip
         except Exception as exc:
             # RQ logs and stores the exception: only ever the redacted message, no chained context
-            secrets = (req.access_token, settings.label_studio_api_key, settings.basic_auth_pass)
-            raise TrainingError(redact(f"{type(exc).__name__}: {exc}", secrets)) from None
-    finally:
-        stop.set()
-        if (redis.get(running_key) or b"").decode() == job.id:
-            redis.delete(running_key)
+            raise TrainingError(settings.redact(f"{type(exc).__name__}: {exc}", req.access_token)) from None

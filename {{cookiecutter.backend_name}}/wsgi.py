@@ -1,4 +1,7 @@
-"""The WSGI entry point: uWSGI serves ``wsgi:app``; ``python wsgi.py`` runs the dev server."""
+"""The WSGI entry point. uWSGI serves ``wsgi:app``; ``label-studio-ml start .`` and
+``python wsgi.py`` serve the same app, built the same way: the model's constructor gets
+``config.json`` (if you add one here), then ``make_app``'s arguments, then ``start --with k=v``.
+"""
 
 import sys
 
@@ -12,9 +15,9 @@ def make_app(**model_kwargs):
     return create_app({{ cookiecutter.model_class or "NewModel" }}, model_kwargs=model_kwargs)
 
 
-app = make_app()  # uWSGI: module = wsgi:app
-
 if __name__ == "__main__":  # python wsgi.py [--host 127.0.0.1] [--port {{ cookiecutter.port }}] [--with k=v]
     from label_studio_ml.cli import main
 
-    main(["start", __file__, *sys.argv[1:]])
+    main(["start", __file__, *sys.argv[1:]])  # imports this file as "wsgi": one app, below
+else:
+    app = make_app()  # uWSGI: module = wsgi:app

@@ -41,7 +41,25 @@ def test_context_survives_special_characters(pre):
     ],
 )
 def test_split_script(pre, raw, expected):
+    from label_studio_ml.cli import split_script
+
     assert pre.split_script(raw) == expected
+    assert split_script(raw) == expected, "label-studio-ml init splits PATH:Class the same way"
+
+
+def test_split_script_is_one_function_in_two_places(template_dir):
+    """The hook cannot import the runtime (plain cookiecutter has none): it keeps a copy, and the
+    copy is the runtime's function character for character."""
+    from label_studio_ml import cli
+
+    def source(path: Path) -> str:
+        text = path.read_text(encoding="utf-8")
+        node = next(n for n in ast.parse(text).body if getattr(n, "name", "") == "split_script")
+        return ast.get_source_segment(text, node)
+
+    hook = source(template_dir / "hooks" / "pre_gen_project.py")
+    assert hook == source(Path(cli.__file__))
+    assert "rpartition" in hook
 
 
 def test_syntax_tree_finds_direct_aliased_dotted_and_derived_subclasses(pre):

@@ -6,12 +6,7 @@ as many as they like. Routes live in one Blueprint; every error is JSON.
 
 from __future__ import annotations
 
-import base64
-import binascii
-import hmac
 import logging
-import re
-import time
 import traceback
 from typing import Any, Dict, Optional, Tuple
 
@@ -19,15 +14,19 @@ from flask import Blueprint, Flask, Response, current_app, request
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
 from . import __version__
+from .gate import Gate
 from .label_config import LabelConfigError, parse_xml
+from .launch import init_app, model_kwargs_for, parse_kwargs
 from .metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from .metrics import Metrics
 from .model import predict_takes_context
 from .registry import ModelLoadError, ModelRegistry
 from .response import PredictionError, dumps, loads, normalize_predictions
 from .settings import Settings
-from .store import PROJECT_ID_RE, ModelStore, StoreError
-from .training import RQTrainer, ThreadTrainer, TrainingUnavailable, TrainRequest, redact
+from .store import LS_PROJECT_RE, ModelStore, StoreError
+from .training import RQTrainer, ThreadTrainer, Trainer, TrainingUnavailable, TrainRequest
+
+__all__ = ["create_app", "init_app", "parse_kwargs", "project_id_of", "ApiError", "Backend"]
 
 logger = logging.getLogger("label_studio_ml")
 bp = Blueprint("lsml", __name__)
@@ -56,14 +55,16 @@ class Backend:
         self.model_class = model_class
         self.settings = settings
         self.store = ModelStore(settings.model_dir)
-        self.registry = ModelRegistry(model_class, self.store, model_kwargs)
-        trainer_class = RQTrainer if settings.production else ThreadTrainer
-        self.trainer = trainer_class(model_class, self.store, settings, model_kwargs)
-        if isinstance(self.trainer, ThreadTrainer):
-            self.trainer.on_commit = self.registry.invalidate
-        self.metrics = Metrics()
-        if isinstance(self.trainer, ThreadTrainer):
-            self.trainer.metrics = self.metrics  # runs finish in this process: count them here
+        self.registry = ModelRegistry(model_class, self.store, model_kwargs, settings)
+        self.metrics = Metrics(settings.metrics_dir)
+        self.trainer: Trainer
+        if settings.production:
+            self.trainer = RQTrainer(model_class, self.store, settings, model_kwargs)
+        else:  # runs finish in this process: the registry hears of new versions, metrics count them
+            self.trainer = ThreadTrainer(
+                model_class, self.store, settings, model_kwargs,
+                on_commit=self.registry.invalidate, metrics=self.metrics,
+            )  # fmt: skip
         self.passes_context = predict_takes_context(model_class)
         self.warned_version = False
 
@@ -75,7 +76,7 @@ def _backend() -> Backend:
 def _redact(backend: Backend, text: str) -> str:
     """Cut every key the backend knows (LABEL_STUDIO_API_KEY, Basic password, /setup tokens)."""
     tokens = [info.access_token for info in list(backend.registry.info.values())]
-    return redact(text, [backend.settings.label_studio_api_key, backend.settings.basic_auth_pass, *tokens])
+    return backend.settings.redact(text, *tokens)
 
 
 # ------------------------------------------------------------------ request parsing
@@ -98,10 +99,6 @@ def _body() -> Dict[str, Any]:
     return body
 
 
-# Label Studio's "<id>.<created_at>": the id part is the store's project id (fullmatch)
-_PROJECT_RE = re.compile(rf"({PROJECT_ID_RE.pattern})(?:\.[0-9]+)?")
-
-
 def project_id_of(value: Any) -> str:
     """``"12.1719830400"`` → ``"12"``; ints and ``{"id": 12}`` work too; missing → ``default``."""
     if value is None or value == "":
@@ -112,7 +109,7 @@ def project_id_of(value: Any) -> str:
         raise ApiError(
             400, "bad_request", f"'project' must be a string like '12.1719830400', got {type(value).__name__}"
         )
-    match = _PROJECT_RE.fullmatch(str(value))
+    match = LS_PROJECT_RE.fullmatch(str(value))
     if not match:
         raise ApiError(
             400, "bad_request", f"'project' {str(value)[:80]!r} is not a project id like '12.1719830400'"
@@ -305,16 +302,7 @@ def _status(pid: str) -> Dict[str, Any]:
     backend = _backend()
     status = dict(backend.store.status(pid))
     status.setdefault("status", "idle")
-    if status["status"] == "running" and isinstance(backend.trainer, RQTrainer):
-        started = status.get("started_at") or 0
-        alive = backend.trainer.worker_alive(pid)
-        if alive is False and time.time() - started > 2:
-            status = backend.store.update_status(
-                pid,
-                status="failed",
-                ended_at=round(time.time(), 3),
-                error="the training worker stopped before the job finished (killed or crashed)",
-            )
+    status = dict(backend.trainer.reconcile(pid, status))  # a run whose process is gone: interrupted
     if status.get("pending_job_id") and status["status"] not in ("running", "queued"):
         status["status"] = "queued"
     status["project"] = pid
@@ -370,67 +358,7 @@ def openapi() -> Response:
     return _json(build_spec(title=f"{_backend().model_class.__name__} (Label Studio ML backend)"))
 
 
-# ------------------------------------------------------------------ auth and errors
-_METHODS = frozenset(("GET", "POST", "HEAD", "OPTIONS", "PUT", "PATCH", "DELETE"))
-
-
-class _Gate:
-    """WSGI middleware in front of Flask: HTTP Basic auth and request metrics.
-
-    Doing this outside Flask's dispatch keeps the per-request cost of both to a few
-    microseconds (``/predict`` for one task is dominated by fixed costs).
-    """
-
-    def __init__(self, wsgi_app: Any, backend: Backend, routes: frozenset) -> None:
-        self.wsgi_app, self.backend, self.routes = wsgi_app, backend, routes
-        settings = backend.settings
-        self.auth = settings.basic_auth
-        self.user = (settings.basic_auth_user or "").encode()
-        self.password = (settings.basic_auth_pass or "").encode()
-
-    def _authorized(self, header: str) -> bool:
-        if not header.startswith("Basic "):
-            return False
-        try:
-            user, _, password = base64.b64decode(header[6:], validate=True).partition(b":")
-        except (binascii.Error, ValueError):
-            return False
-        # both comparisons always run, in constant time for equal lengths
-        ok_user = hmac.compare_digest(user, self.user)
-        ok_password = hmac.compare_digest(password, self.password)
-        return ok_user and ok_password
-
-    def __call__(self, environ: Dict[str, Any], start_response: Any) -> Any:
-        started = time.perf_counter()
-        path, method = environ.get("PATH_INFO", ""), environ.get("REQUEST_METHOD", "")
-        route = path if path in self.routes else "unmatched"
-        if method not in _METHODS:
-            method = "OTHER"  # metric labels stay bounded whatever a client sends
-        if self.auth:
-            header = environ.get("HTTP_AUTHORIZATION", "")
-            ok = self._authorized(header)
-            environ["lsml.authenticated"] = ok
-            # Label Studio's webhooks come without credentials: what they may do is restricted in webhook()
-            if not ok and not (path == "/webhook" and method == "POST" and not header):
-                body = dumps({"error": "unauthorized", "detail": "valid HTTP Basic credentials are required"})
-                start_response("401 UNAUTHORIZED", [
-                    ("Content-Type", "application/json"), ("Content-Length", str(len(body))),
-                    ("WWW-Authenticate", 'Basic realm="Label Studio ML backend"'),
-                ])  # fmt: skip
-                self.backend.metrics.observe(route, method, 401, time.perf_counter() - started)
-                return [body]
-        status: list = []
-
-        def recording_start_response(code: str, headers: Any, exc_info: Any = None) -> Any:
-            status.append(code)
-            return start_response(code, headers, exc_info)
-
-        result = self.wsgi_app(environ, recording_start_response)
-        code = int(status[0][:3]) if status else 500
-        self.backend.metrics.observe(route, method, code, time.perf_counter() - started)
-        return result
-
-
+# ------------------------------------------------------------------ errors
 def _handle_api_error(exc: ApiError) -> Response:
     return _error(exc.status, exc.code, exc.detail)
 
@@ -467,7 +395,8 @@ def create_app(
     Args:
         model_class: A subclass of :class:`~label_studio_ml.model.LabelStudioMLBase`.
         settings: Configuration; read from the environment when omitted.
-        model_kwargs: Extra keyword arguments for the model's constructor (``--with k=v``).
+        model_kwargs: Extra keyword arguments for the model's constructor, over the backend's
+            ``config.json`` and under ``start --with k=v`` (see :mod:`label_studio_ml.launch`).
     """
     settings = settings or Settings.from_env()
     logging.basicConfig(
@@ -477,59 +406,19 @@ def create_app(
     app = Flask(model_class.__module__ if model_class.__module__ != "__main__" else "lsml_backend")
     app.config["MAX_CONTENT_LENGTH"] = settings.max_request_bytes
     app.json.sort_keys = False  # type: ignore[attr-defined]
-    app.extensions["lsml"] = Backend(model_class, settings, model_kwargs)
+    kwargs = model_kwargs_for(model_class, model_kwargs)
+    app.extensions["lsml"] = Backend(model_class, settings, kwargs)
+    logger.info(
+        "app for %s built (%s mode); model arguments: %s",
+        model_class.__name__,
+        "production" if settings.production else "development",
+        ", ".join(sorted(kwargs)) or "none",
+    )
     app.register_blueprint(bp)
     backend = app.extensions["lsml"]
     routes = frozenset(rule.rule for rule in app.url_map.iter_rules())
-    app.wsgi_app = _Gate(app.wsgi_app, backend, routes)  # type: ignore[method-assign]
+    app.wsgi_app = Gate(app.wsgi_app, backend, routes)  # type: ignore[method-assign]
     app.register_error_handler(ApiError, _handle_api_error)
     app.register_error_handler(HTTPException, _handle_http)
     app.register_error_handler(Exception, _handle_other)
     return app
-
-
-def init_app(model_class: type, **kwargs: Any) -> Flask:
-    """Old ``_wsgi.py`` entry point: ``init_app(MyModel, model_dir=..., **model_kwargs)``.
-
-    Accepts the old keyword names (``model_dir``, ``redis_queue``, ``redis_host``,
-    ``redis_port``, ``basic_auth_user``, ``basic_auth_pass``) over the environment; everything
-    else goes to the model's constructor.
-    """
-    import dataclasses
-
-    settings = Settings.from_env()
-    overrides: Dict[str, Any] = {}
-    if kwargs.get("model_dir"):
-        overrides["model_dir"] = kwargs.pop("model_dir")
-    if kwargs.get("redis_queue"):
-        overrides["rq_queue_name"] = kwargs.pop("redis_queue")
-    host, port = kwargs.pop("redis_host", None), kwargs.pop("redis_port", None)
-    if host and not settings.redis_url and kwargs.pop("use_redis", True):
-        overrides["redis_url"] = f"redis://{host}:{port or 6379}/0"
-    for key in ("basic_auth_user", "basic_auth_pass"):
-        if kwargs.get(key):
-            overrides[key] = kwargs.pop(key)
-    for key in ("redis_queue", "use_redis", "model_dir"):
-        kwargs.pop(key, None)
-    return create_app(model_class, dataclasses.replace(settings, **overrides), kwargs)
-
-
-def parse_kwargs(pairs: Tuple[str, ...]) -> Dict[str, Any]:
-    """``("a=1", "b=true", "c=x")`` → ``{"a": 1, "b": True, "c": "x"}`` (the ``--with`` rule)."""
-    out: Dict[str, Any] = {}
-    for pair in pairs:
-        key, sep, raw = pair.partition("=")
-        if not sep or not key.isidentifier():
-            raise ValueError(f"--with {pair!r} is not KEY=VALUE with a Python name as KEY")
-        value: Any = raw
-        if raw.lower() in ("true", "false"):
-            value = raw.lower() == "true"
-        else:
-            for cast in (int, float):
-                try:
-                    value = cast(raw)
-                    break
-                except ValueError:
-                    continue
-        out[key] = value
-    return out

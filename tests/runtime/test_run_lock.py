@@ -128,3 +128,44 @@ def test_two_workers_race_and_the_lock_expires_mid_run(serve, tmp_path):
             worker.wait(15)
         for key in conn.scan_iter(f"*{queue}*"):
             conn.delete(key)
+
+
+def test_killed_worker_run_is_interrupted_and_its_directory_removed(serve, tmp_path):
+    directory = tmp_path / "backend"
+    cls = load_class(directory, MODEL, "Gated", f"lockmodel_{uuid.uuid4().hex[:8]}")
+    queue = f"lsml-kill-{uuid.uuid4().hex[:8]}"
+    gate = tmp_path / "gate"
+    gate.mkdir()
+    env = {**os.environ, "MODEL_DIR": str(tmp_path / "models"), "REDIS_URL": REDIS_URL,
+           "RQ_QUEUE_NAME": queue, "LSML_TEST_GATE": str(gate), "LSML_LOCK_TTL": str(LOCK_TTL)}  # fmt: skip
+    conn = redis.Redis.from_url(REDIS_URL)
+    server = serve(cls, model_dir=str(tmp_path / "models"), redis_url=REDIS_URL, rq_queue_name=queue)
+    worker = _worker(directory, env, tmp_path / "w.log")
+    try:
+        job = server.post("/train", json={"annotations": annotated("Airbus"), "project": PROJECT}).json()[
+            "job_id"
+        ]
+        wait_for(lambda: (gate / f"started-{job}").exists(), 30, "the worker to start fit")
+        versions = tmp_path / "models" / "31" / "versions"
+        [leftover] = [p.name for p in versions.iterdir()]
+        assert server.get("/training?project=31").json()["status"] == "running"
+        os.kill(int((gate / f"started-{job}").read_text()), signal.SIGKILL)
+        worker.kill()
+        worker.wait(10)
+        status = wait_for(
+            lambda: (lambda s: s if s["status"] == "failed" else None)(
+                server.get("/training?project=31").json()
+            ),
+            LOCK_TTL + 15,
+            "the run to be reported failed",
+        )
+        assert status["interrupted"] is True and status["job_id"] == job
+        assert status["error"].startswith("interrupted: the training worker stopped"), status
+        assert not (versions / leftover).exists(), "the half-written version is removed"
+        assert status["versions"] == [] and status["served_version"] is None
+    finally:
+        if worker.poll() is None:
+            worker.kill()
+            worker.wait(10)
+        for key in conn.scan_iter(f"*{queue}*"):
+            conn.delete(key)

@@ -4,9 +4,11 @@
 * Production mode: :class:`RQTrainer` enqueues :func:`run_job` on an RQ queue; an ``rq worker``
   (``label-studio-ml worker DIR``) in another process runs it.
 
-In both, at most one run per project executes at a time, and requests that arrive while a run
-is waiting coalesce into it, so a burst of annotation events gives at most one follow-up run.
-A run that fails removes its half-written version; the last good version keeps serving.
+In both, at most one run per project executes at a time (production: redis-py's ``Lock`` per
+project, see :class:`_ProjectLock`), and requests that arrive while a run is waiting coalesce
+into it, so a burst of annotation events gives at most one follow-up run. A run that fails
+removes its half-written version; the last good version keeps serving. A run whose process died
+is reported ``interrupted`` (failed) by :meth:`Trainer.reconcile` and its version removed.
 """
 
 from __future__ import annotations
@@ -271,7 +273,14 @@ class _Run:
     def _fetch_label_config(self) -> Optional[str]:
         """``GET /api/projects/<id>`` on Label Studio when a URL and a key are known."""
         try:
-            project = self._client().request_json("GET", f"/api/projects/{self._ls_project_id()}")
+            client = self._client()
+        except LabelStudioError:
+            self.config_missing = (
+                "none came with the request or /setup, and no Label Studio URL and key are set"
+            )
+            return None
+        try:
+            project = client.request_json("GET", f"/api/projects/{self._ls_project_id()}")
         except LabelStudioError as exc:
             self.config_missing = f"none came with the request, and Label Studio could not be asked: {exc}"
             return None
@@ -413,6 +422,8 @@ class ThreadTrainer(Trainer):
     def submit(self, request: TrainRequest) -> Tuple[str, str]:
         """Start or queue a run; returns ``(status, job_id)``: ``queued`` or ``coalesced``."""
         pid = request.project_id
+        if not self.is_active(pid):  # a run left by a stopped server: reported, its directory removed
+            self.reconcile(pid, self.store.status(pid))
         with self._lock:
             if pid in self._pending:
                 job_id = self._pending[pid][1]

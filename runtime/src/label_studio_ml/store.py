@@ -180,16 +180,17 @@ class ModelStore:
         return self.read_json(project_id, "status.json")
 
     def update_status(
-        self, project_id: str, *, job_id_is: Optional[str] = None, **fields: Any
+        self, project_id: str, *, only_if: Optional[Dict[str, Any]] = None, **fields: Any
     ) -> Dict[str, Any]:
         """Merge ``fields`` into the project's training status.
 
-        With ``job_id_is``, only while the status still describes that job: a run that lost its
-        project to another must not overwrite the other's status (the status is returned as is).
+        With ``only_if``, only while the status still holds those values (``{"job_id": ...}``:
+        a run that lost its project to another must not overwrite the other's status); else the
+        status is returned unchanged.
         """
         with self._locked(project_id):
             data = self.status(project_id)
-            if job_id_is is not None and data.get("job_id") != job_id_is:
+            if only_if and any(data.get(key) != value for key, value in only_if.items()):
                 return data
             data.update(fields)
             self.write_json(project_id, "status.json", data)

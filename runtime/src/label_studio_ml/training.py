@@ -213,9 +213,9 @@ class _Run:
             self.pid, self.job_id, self.version, ended - self.started,
         )  # fmt: skip
         return self.store.update_status(
-            self.pid, job_id_is=self.job_id, status="succeeded", version=self.version, ended_at=ended,
-            duration_s=round(ended - self.started, 3), error=None, last_good_version=self.version,
-            run_version=None,
+            self.pid, only_if={"job_id": self.job_id}, status="succeeded", version=self.version,
+            ended_at=ended, duration_s=round(ended - self.started, 3), error=None,
+            last_good_version=self.version, run_version=None,
         )  # fmt: skip
 
     def fail(self, exc: BaseException) -> float:
@@ -233,7 +233,7 @@ class _Run:
         logger.error("project %s: training %s failed: %s\n%s", self.pid, self.job_id, message, trace)
         ended = _now()
         self.store.update_status(
-            self.pid, job_id_is=self.job_id, status="failed", error=message, ended_at=ended,
+            self.pid, only_if={"job_id": self.job_id}, status="failed", error=message, ended_at=ended,
             duration_s=round(ended - self.started, 3), run_version=None,
         )  # fmt: skip
         return ended
@@ -358,7 +358,8 @@ def interrupt(
         fields.update(
             status="failed", interrupted=True, error=f"interrupted: {why}", ended_at=_now(), run_version=None
         )
-    new = store.update_status(project_id, job_id_is=job_id, **fields)
+    still = {"job_id": job_id, "status": status.get("status"), "runner": status.get("runner")}
+    new = store.update_status(project_id, only_if=still, **fields)
     if new.get("interrupted") and new.get("job_id") == job_id and isinstance(version, str):
         store.discard_version(project_id, version, only_incomplete=True)
         logger.warning("project %s: training %s was interrupted: %s", project_id, job_id, why)
@@ -460,7 +461,10 @@ class ThreadTrainer(Trainer):
                     return
                 request, job_id = follow
                 self._running[pid] = job_id
-                self.store.update_status(pid, pending_job_id=None)
+                # one write: /training goes from the last run's end to "queued", never to idle
+                self.store.update_status(
+                    pid, job_id=job_id, status="queued", queued_at=_now(), pending_job_id=None, runner=PROCESS
+                )
 
     def is_active(self, project_id: str) -> bool:
         with self._lock:
@@ -492,6 +496,9 @@ class ThreadTrainer(Trainer):
                     return True
             time.sleep(0.02)
         return False
+
+
+_WORKER_GONE = "the training worker stopped before the job finished (killed or crashed)"
 
 
 def _keys(queue: str, project_id: str) -> Tuple[str, str]:
@@ -589,8 +596,7 @@ class RQTrainer(Trainer):
         holder = self.lock_holder(project_id)
         if holder is None or holder == status.get("job_id"):
             return status
-        why = "the training worker stopped before the job finished (killed or crashed)"
-        return interrupt(self.store, project_id, status, why, clear_pending=False)
+        return interrupt(self.store, project_id, status, _WORKER_GONE, clear_pending=False)
 
 
 def _safe_url(url: Optional[str]) -> str:
@@ -676,7 +682,13 @@ def run_job(
     # Events arriving from now on must queue a follow-up run, not coalesce into this one.
     redis.eval(_DELETE_IF_EQUAL, 1, queued_key, job.id)
     with _ProjectLock(redis, running_key, job.id, settings.lock_ttl) as lock:
-        store.update_status(req.project_id, pending_job_id=None)
+        previous = store.status(req.project_id)
+        if previous.get("status") == "running" and previous.get("job_id") != job.id:
+            # this job holds the project's lock, so that run is over: its worker died or lost the lock
+            interrupt(store, req.project_id, previous, _WORKER_GONE, clear_pending=False)
+        # one write: /training goes from the last run's end to "queued", never to idle
+        mine = {"pending_job_id": job.id}
+        store.update_status(req.project_id, only_if=mine, job_id=job.id, status="queued", pending_job_id=None)
         try:
             return execute(
                 import_model(model_ref), store, settings, req, job.id, model_kwargs,

@@ -223,3 +223,22 @@ def test_development_server_stopped_mid_fit(tmp_path):
         for server in servers:
             if server.proc.poll() is None:
                 server.kill()
+
+
+def test_process_tokens_name_one_process_even_after_fork_or_pid_reuse():
+    import multiprocessing
+
+    from label_studio_ml.training import process_alive, this_process
+
+    own = this_process()
+    assert process_alive(own)
+    pid, _, started = own.partition(":")
+    assert started, "Linux: the token carries the process start time"
+    assert not process_alive(f"{pid}:{int(started) + 1}"), "same pid, another process (pid reuse)"
+    ctx = multiprocessing.get_context("fork")  # uWSGI and RQ fork after importing the runtime
+    with ctx.Pool(1) as pool:
+        child = pool.apply(this_process)
+    assert child != own and child.split(":")[0] != pid
+    proc = subprocess.Popen([sys.executable, "-c", "pass"])
+    proc.wait(10)
+    assert not process_alive(f"{proc.pid}:1")

@@ -97,11 +97,20 @@ def _process_token(pid: int) -> Optional[str]:
         return str(pid)
 
 
-PROCESS = _process_token(os.getpid()) or str(os.getpid())
+_own_token: Tuple[int, str] = (0, "")
+
+
+def this_process() -> str:
+    """This process's token (computed again after a fork: uWSGI and RQ fork after import)."""
+    global _own_token
+    pid = os.getpid()
+    if _own_token[0] != pid:
+        _own_token = (pid, _process_token(pid) or str(pid))
+    return _own_token[1]
 
 
 def process_alive(token: str) -> bool:
-    """Whether the process named by a :data:`PROCESS` token (of this machine) still runs."""
+    """Whether the process named by a :func:`this_process` token (of this machine) still runs."""
     pid = token.split(":", 1)[0]
     return pid.isdigit() and _process_token(int(pid)) == token
 
@@ -140,13 +149,15 @@ class _Run:
         """
         previous = self.store.status(self.pid)
         runner, leftover = previous.get("runner"), previous.get("run_version")
-        dead = exclusive or runner == PROCESS or (isinstance(runner, str) and not process_alive(runner))
+        gone = isinstance(runner, str) and not process_alive(runner)
+        dead = exclusive or runner == this_process() or gone
         if isinstance(leftover, str) and previous.get("job_id") != self.job_id and dead:
             self.store.discard_version(self.pid, leftover, only_incomplete=True)
         self.version, _ = self.store.new_version(self.pid)
         self.store.update_status(
             self.pid, job_id=self.job_id, status="running", started_at=self.started, ended_at=None,
-            error=None, interrupted=None, event=self.request.event, runner=PROCESS, run_version=self.version,
+            error=None, interrupted=None, event=self.request.event, runner=this_process(),
+            run_version=self.version,
         )  # fmt: skip
 
     def build(self) -> Any:
@@ -436,9 +447,7 @@ class ThreadTrainer(Trainer):
                 self.store.update_status(pid, pending_job_id=job_id)
                 return "queued", job_id
             self._running[pid] = job_id
-            self.store.update_status(
-                pid, job_id=job_id, status="queued", queued_at=_now(), pending_job_id=None, runner=PROCESS
-            )
+            self._mark_queued(pid, job_id)
         thread = threading.Thread(
             target=self._loop, args=(request, job_id), daemon=True, name=f"lsml-train-{pid}"
         )
@@ -462,9 +471,17 @@ class ThreadTrainer(Trainer):
                 request, job_id = follow
                 self._running[pid] = job_id
                 # one write: /training goes from the last run's end to "queued", never to idle
-                self.store.update_status(
-                    pid, job_id=job_id, status="queued", queued_at=_now(), pending_job_id=None, runner=PROCESS
-                )
+                self._mark_queued(pid, job_id)
+
+    def _mark_queued(self, project_id: str, job_id: str) -> None:
+        self.store.update_status(
+            project_id,
+            job_id=job_id,
+            status="queued",
+            queued_at=_now(),
+            pending_job_id=None,
+            runner=this_process(),
+        )
 
     def is_active(self, project_id: str) -> bool:
         with self._lock:
@@ -476,7 +493,7 @@ class ThreadTrainer(Trainer):
         runner = status.get("runner")
         if not busy or not isinstance(runner, str):
             return status
-        alive = self.is_active(project_id) if runner == PROCESS else process_alive(runner)
+        alive = self.is_active(project_id) if runner == this_process() else process_alive(runner)
         if alive:
             return status
         why = "the development server stopped before the run finished; train again to retry"

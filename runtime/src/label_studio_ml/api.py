@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 import traceback
-from typing import Any, Dict, Optional, Tuple
+from typing import Any, Dict, Optional
 
 from flask import Blueprint, Flask, Response, current_app, request
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
@@ -20,7 +20,7 @@ from .launch import init_app, model_kwargs_for, parse_kwargs
 from .metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from .metrics import Metrics
 from .model import predict_takes_context
-from .registry import ModelLoadError, ModelRegistry
+from .registry import ModelLoadError, ModelLoading, ModelRegistry, served_version
 from .response import PredictionError, dumps, loads, normalize_predictions
 from .settings import Settings
 from .store import LS_PROJECT_RE, ModelStore, StoreError
@@ -29,6 +29,7 @@ from .training import RQTrainer, ThreadTrainer, Trainer, TrainingUnavailable, Tr
 __all__ = ["create_app", "init_app", "parse_kwargs", "project_id_of", "ApiError", "Backend"]
 
 logger = logging.getLogger("label_studio_ml")
+SETUP_WAIT = 0.5  # seconds /setup waits for a build before answering the store's version
 bp = Blueprint("lsml", __name__)
 
 
@@ -55,7 +56,14 @@ class Backend:
         self.model_class = model_class
         self.settings = settings
         self.store = ModelStore(settings.model_dir)
-        self.registry = ModelRegistry(model_class, self.store, model_kwargs, settings)
+        self.registry = ModelRegistry(
+            model_class,
+            self.store,
+            model_kwargs,
+            settings,
+            max_live=settings.max_live_models,
+            predict_concurrency=settings.predict_concurrency,
+        )
         self.metrics = Metrics(settings.metrics_dir)
         self.trainer: Trainer
         if settings.production:
@@ -126,11 +134,14 @@ def _check_config(backend: Backend, pid: str, config: Optional[str]) -> None:
             raise ApiError(400, "bad_request", f"the labeling config: {exc}") from None
 
 
-def _live_model(backend: Backend, pid: str, config: Optional[str], fresh: bool = False) -> Tuple[Any, str]:
-    """The project's live model; a model that cannot be built without a config is a 400."""
+def _live_model(backend: Backend, pid: str, config: Optional[str]) -> Any:
+    """The project's live model entry (waits for a build, bounded by MODEL_LOAD_TIMEOUT).
+
+    A model that cannot be built without a config is a 400.
+    """
     _check_config(backend, pid, config)
     try:
-        return backend.registry.get(pid, config, fresh=fresh)
+        return backend.registry.acquire(pid, config, backend.settings.model_load_timeout)
     except ModelLoadError as exc:
         if backend.registry.remember_config(pid, None) is None:
             raise ApiError(
@@ -160,6 +171,7 @@ def health() -> Response:
             "model_class": backend.model_class.__name__,
             "mode": backend.trainer.mode,
             "runtime_version": __version__,
+            "models": backend.registry.state(),
         }
     )
 
@@ -173,8 +185,17 @@ def setup() -> Response:
     backend.registry.update_info(
         pid, body.get("hostname"), body.get("access_token"), body.get("extra_params")
     )
-    _, version = _live_model(backend, pid, schema, fresh=True)
-    return _json({"model_version": version})
+    _check_config(backend, pid, schema)
+    # The model builds in the background: /setup answers within Label Studio's 3 s whatever the
+    # model takes. A build that ends within SETUP_WAIT is reported (its version, or its error).
+    key = backend.registry.request(pid, schema, retry=True)
+    try:
+        backend.registry.wait(pid, key, SETUP_WAIT)
+    except ModelLoading:
+        pass
+    except ModelLoadError:
+        _live_model(backend, pid, schema)  # the 400 (no config) or 500 (model_load_failed) answer
+    return _json({"model_version": backend.registry.version_for(pid, key)})
 
 
 @bp.post("/predict")
@@ -191,12 +212,17 @@ def predict() -> Response:
     params = body.get("params") or {}
     if not isinstance(params, dict):
         raise ApiError(400, "bad_request", "'params' must be a JSON object")
-    model, version = _live_model(backend, pid, config)
+    entry = _live_model(backend, pid, config)
+    model, version = entry.model, entry.served_version
     kwargs = {k: v for k, v in params.items() if k != "context" and isinstance(k, str)}
     if backend.passes_context:
         kwargs["context"] = params.get("context")
     try:
-        raw = model.predict(tasks, **kwargs)
+        if entry.gate is None:
+            raw = model.predict(tasks, **kwargs)
+        else:  # PREDICT_CONCURRENCY: a model that is not thread-safe
+            with entry.gate:
+                raw = model.predict(tasks, **kwargs)
         results, foreign, n_predictions = normalize_predictions(raw, len(tasks), version)
     except PredictionError as exc:
         logger.error("project %s: %s returned a bad answer: %s", pid, type(model).__name__, exc)
@@ -334,19 +360,11 @@ def is_training() -> Response:
     )
 
 
-def _served_version(backend: Backend, pid: str) -> str:
-    """What /setup would answer, without building a model (the registry's rule)."""
-    latest = backend.store.latest(pid)
-    if latest:
-        return latest
-    own = backend.store.read_json(pid, "kv.json").get("model_version")
-    return own if isinstance(own, str) and own else str(backend.model_class.INITIAL_MODEL_VERSION)
-
-
 @bp.get("/metrics")
 def metrics() -> Response:
     backend = _backend()
-    versions = {pid: _served_version(backend, pid) for pid in backend.store.projects()}
+    store = backend.store
+    versions = {pid: served_version(store, pid, backend.model_class) for pid in store.projects()}
     body = backend.metrics.render(versions, backend.trainer.queue_length(), backend.trainer.mode)
     return Response(body, content_type=METRICS_CONTENT_TYPE)
 
@@ -382,6 +400,8 @@ def _handle_other(exc: Exception) -> Response:
         return _error(400, "bad_request", str(exc))
     if isinstance(exc, ModelLoadError):
         return _error(500, "model_load_failed", _redact(_backend(), str(exc)))
+    if isinstance(exc, ModelLoading):
+        return _error(503, "model_loading", str(exc), {"Retry-After": "5"})
     logger.exception("unhandled error on %s %s", request.method, request.path)
     return _error(500, "internal_error", f"{type(exc).__name__}; see the backend log")
 
@@ -421,4 +441,6 @@ def create_app(
     app.register_error_handler(ApiError, _handle_api_error)
     app.register_error_handler(HTTPException, _handle_http)
     app.register_error_handler(Exception, _handle_other)
+    if settings.preload_models:
+        backend.registry.start_preload()
     return app

@@ -1,8 +1,18 @@
-"""One live model instance per project and version, shared by every request of a process.
+"""Live model instances of one process: built in the background, bounded, never older than asked.
 
 Label Studio's own SDK builds a new model object for every request; here a model is built once
-and reused until a newer version lands in the store (``LATEST`` moves) or the project's labeling
-config changes.
+per project and version, in a background thread, and reused until a newer version lands in the
+store (``LATEST`` moves) or the project's labeling config changes.
+
+* ``/setup`` only *requests* a build and answers at once (:meth:`ModelRegistry.request`), so a
+  model that loads for a minute still connects within Label Studio's 3 s.
+* ``/predict`` waits for the build, bounded (:meth:`ModelRegistry.acquire`); a construction that
+  raised is reported until the next ``/setup`` retries it.
+* One build per project at a time, and one construction at a time per process: the peak is
+  ``max_live`` live models plus the one being built.
+* At most ``max_live`` models stay live; the least recently used one is dropped.
+* ``LATEST`` is looked at on every request (one ``stat``): a process never answers with a version
+  older than the store's, so once any process answered V, every process answers V or newer.
 """
 
 from __future__ import annotations
@@ -10,18 +20,33 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections import OrderedDict
 from dataclasses import dataclass, field
-from typing import Any, Dict, Optional, Tuple
+from typing import Any, Dict, List, Optional, Set, Tuple
 
 from .model import LabelStudioMLBase, build_model
 from .settings import Settings
-from .store import ModelStore
+from .store import ModelStore, version_number
 
 logger = logging.getLogger(__name__)
+
+Key = Tuple[Optional[str], Optional[str]]  # (store version or None, labeling config or None)
+USED_EVERY = 30.0  # seconds between two "last used" marks of a project (preload order)
 
 
 class ModelLoadError(RuntimeError):
     """The model class raised while being constructed."""
+
+
+class ModelLoading(RuntimeError):
+    """The project's model is still being built after the allowed wait."""
+
+    def __init__(self, project_id: str, waited: float) -> None:
+        super().__init__(
+            f"the model of project {project_id} is still loading after {waited:g} s "
+            "(MODEL_LOAD_TIMEOUT); retry shortly"
+        )
+        self.project_id = project_id
 
 
 @dataclass
@@ -30,7 +55,15 @@ class _Entry:
     config: Optional[str]
     model: LabelStudioMLBase
     served_version: str
-    checked: float = 0.0
+    gate: Optional[threading.BoundedSemaphore] = None
+    preloaded: bool = False
+
+    def serves(self, key: Key) -> bool:
+        """Whether this model may answer for ``key``: same config, same version or newer."""
+        version, config = key
+        if self.config != config:
+            return False
+        return self.version == version or version_number(self.version) > version_number(version)
 
 
 @dataclass
@@ -42,8 +75,28 @@ class ProjectInfo:
     extra_params: Dict[str, Any] = field(default_factory=dict)
 
 
+# The newest registry of a process per store preloads; an older one (an app built and then
+# replaced, as ``python wsgi.py`` does) stops and drops what it preloaded and nobody used.
+_preloaders: Dict[str, ModelRegistry] = {}
+_preloaders_lock = threading.Lock()
+
+
+def served_version(store: ModelStore, project_id: str, model_class: type) -> str:
+    """The version a project serves, from the store alone (no model needed).
+
+    ``LATEST`` when the project was trained, else the version the model declared with
+    ``self.set("model_version", ...)`` (kept in ``kv.json``), else the class's
+    ``INITIAL_MODEL_VERSION``. A built model reports the same (its ``get`` reads ``kv.json``).
+    """
+    latest = store.latest(project_id)
+    if latest:
+        return latest
+    own = store.read_json(project_id, "kv.json").get("model_version")
+    return own if isinstance(own, str) and own else str(model_class.INITIAL_MODEL_VERSION)
+
+
 class ModelRegistry:
-    """Builds, caches and swaps model instances."""
+    """Builds, caches, bounds and swaps model instances."""
 
     def __init__(
         self,
@@ -51,22 +104,28 @@ class ModelRegistry:
         store: ModelStore,
         model_kwargs: Optional[Dict[str, Any]] = None,
         settings: Optional[Settings] = None,
+        *,
+        max_live: int = 4,
+        predict_concurrency: int = 0,
     ) -> None:
         self.model_class = model_class
         self.settings = settings
         self.store = store
         self.model_kwargs = dict(model_kwargs or {})
-        self._entries: Dict[str, _Entry] = {}
-        self._configs: Dict[str, str] = {}
+        self.max_live = max(1, int(max_live))
+        self.predict_concurrency = max(0, int(predict_concurrency))
         self.info: Dict[str, ProjectInfo] = {}
-        self._locks: Dict[str, threading.Lock] = {}
-        self._guard = threading.Lock()
-        self.check_interval = 0.5
+        self._configs: Dict[str, str] = {}
+        self._live: OrderedDict[str, _Entry] = OrderedDict()
+        self._wanted: Dict[str, Key] = {}
+        self._building: Set[str] = set()
+        self._failed: Dict[str, Tuple[Key, ModelLoadError]] = {}
+        self._used: Dict[str, float] = {}
+        self._cond = threading.Condition()
+        self._slot = threading.Lock()  # one construction at a time in this process
+        self._preload_stop = threading.Event()
 
-    def _lock(self, project_id: str) -> threading.Lock:
-        with self._guard:
-            return self._locks.setdefault(project_id, threading.Lock())
-
+    # ------------------------------------------------------------------ configs
     def remember_config(self, project_id: str, label_config: Optional[str]) -> Optional[str]:
         """Record the project's config (memory and store); return the config to use."""
         if label_config:
@@ -80,45 +139,150 @@ class ModelRegistry:
                 self._configs[project_id] = stored
         return self._configs.get(project_id)
 
-    def get(
-        self, project_id: str, label_config: Optional[str] = None, fresh: bool = False
-    ) -> Tuple[LabelStudioMLBase, str]:
-        """The live model of a project and the version it serves.
+    # ------------------------------------------------------------------ requests
+    def request(self, project_id: str, label_config: Optional[str] = None, retry: bool = False) -> Key:
+        """Make sure the project's current model is live or being built; return its key.
 
-        The store is asked for a newer version at most every ``check_interval`` seconds, or
-        every time with ``fresh`` (``/setup``, which Label Studio calls before each batch).
+        ``retry`` (``/setup``) builds again a model whose construction raised.
         """
-        entry = self._entries.get(project_id)
+        key: Key = (self.store.latest(project_id), self.remember_config(project_id, label_config))
         now = time.monotonic()
-        if (
-            entry is not None
-            and not fresh
-            and now - entry.checked < self.check_interval
-            and (label_config is None or label_config == entry.config)
-        ):
-            return entry.model, entry.served_version
-        config = self.remember_config(project_id, label_config)
-        version = self.store.latest(project_id)
-        if entry and entry.version == version and entry.config == config:
-            entry.checked = now
-            return entry.model, entry.served_version
-        with self._lock(project_id):
-            entry = self._entries.get(project_id)
-            if not (entry and entry.version == version and entry.config == config):
-                entry = self._build(project_id, version, config)
-                self._entries[project_id] = entry
-            entry.checked = time.monotonic()
-            return entry.model, entry.served_version
+        if now - self._used.get(project_id, -USED_EVERY) >= USED_EVERY:
+            self._used[project_id] = now
+            self.store.mark_used(project_id)
+        with self._cond:
+            entry = self._live.get(project_id)
+            if entry is not None and entry.serves(key):
+                self._live.move_to_end(project_id)
+                entry.preloaded = False
+                return key
+            failed = self._failed.get(project_id)
+            if failed is not None and failed[0] == key:
+                if not retry:
+                    return key
+                del self._failed[project_id]
+            self._want(project_id, key)
+        return key
+
+    def _want(self, project_id: str, key: Key, preload: bool = False) -> None:
+        """Under ``_cond``: record the wanted key and start the project's builder if idle."""
+        self._wanted[project_id] = key
+        if project_id not in self._building:
+            self._building.add(project_id)
+            threading.Thread(
+                target=self._builder, args=(project_id, preload), name=f"lsml-build-{project_id}", daemon=True
+            ).start()
+
+    def acquire(self, project_id: str, label_config: Optional[str] = None, timeout: float = 60.0) -> _Entry:
+        """The live model for the project's current key, waiting at most ``timeout`` s for its build.
+
+        Raises :class:`ModelLoadError` when the construction raised, :class:`ModelLoading` when
+        it is still running after ``timeout``.
+        """
+        return self.wait(project_id, self.request(project_id, label_config), timeout)
+
+    def wait(self, project_id: str, key: Key, timeout: float) -> _Entry:
+        """Wait at most ``timeout`` s for a live model serving ``key`` (see :meth:`acquire`)."""
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            while True:
+                entry = self._live.get(project_id)
+                if entry is not None and entry.serves(key):
+                    self._live.move_to_end(project_id)
+                    entry.preloaded = False
+                    return entry
+                failed = self._failed.get(project_id)
+                if failed is not None and failed[0] == key:
+                    raise ModelLoadError(str(failed[1]))
+                if project_id not in self._building:  # evicted meanwhile: build it again
+                    self._want(project_id, key)
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    raise ModelLoading(project_id, timeout)
+                self._cond.wait(remaining)
+
+    def get(
+        self, project_id: str, label_config: Optional[str] = None, timeout: float = 60.0
+    ) -> Tuple[LabelStudioMLBase, str]:
+        """``(model, served version)`` of the project, waiting for its build (see :meth:`acquire`)."""
+        entry = self.acquire(project_id, label_config, timeout)
+        return entry.model, entry.served_version
+
+    def version_for(self, project_id: str, key: Key) -> str:
+        """What ``/setup`` answers: the live model's version, else the store's rule (no build)."""
+        entry = self._live.get(project_id)
+        if entry is not None and entry.serves(key):
+            return entry.served_version
+        return served_version(self.store, project_id, self.model_class)
 
     def invalidate(self, project_id: str) -> None:
-        """Make the next request look for a new version (a training run just ended here)."""
-        entry = self._entries.get(project_id)
+        """A training run just committed here: build the new version now, in the background."""
+        with self._cond:
+            entry = self._live.get(project_id)
+            config = entry.config if entry else self._configs.get(project_id)
         if entry is not None:
-            entry.checked = 0.0
+            self.request(project_id, config)
 
-    def _build(self, project_id: str, version: Optional[str], config: Optional[str]) -> _Entry:
+    def state(self) -> Dict[str, List[str]]:
+        """Projects whose model is live, being built, or failed to build (``/health``)."""
+        with self._cond:
+            return {
+                "loaded": list(self._live),
+                "loading": sorted(self._building),
+                "failed": sorted(self._failed),
+            }
+
+    def wait_idle(self, timeout: float) -> bool:
+        """Wait until no build is running (tests, shutdown)."""
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            while self._building:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    return False
+                self._cond.wait(remaining)
+        return True
+
+    # ------------------------------------------------------------------ building
+    def _builder(self, project_id: str, preload: bool) -> None:
+        """Build the project's wanted key until the live model serves it (or its build failed)."""
+        try:
+            while True:
+                with self._cond:
+                    key = self._wanted.get(project_id)
+                    entry = self._live.get(project_id)
+                    failed = self._failed.get(project_id)
+                    if key is None or (entry is not None and entry.serves(key)):
+                        return
+                    if failed is not None and failed[0] == key:
+                        return
+                with self._slot:
+                    try:
+                        entry = self._construct(project_id, key)
+                    except ModelLoadError as exc:
+                        with self._cond:
+                            self._failed[project_id] = (key, exc)
+                            self._cond.notify_all()
+                        continue
+                entry.preloaded = preload
+                with self._cond:
+                    self._failed.pop(project_id, None)
+                    self._live[project_id] = entry
+                    self._live.move_to_end(project_id)
+                    while len(self._live) > self.max_live:
+                        evicted, _ = self._live.popitem(last=False)
+                        logger.info("project %s: model dropped (MAX_LIVE_MODELS=%d)", evicted, self.max_live)
+                    self._cond.notify_all()
+        finally:
+            with self._cond:
+                self._building.discard(project_id)
+                self._cond.notify_all()
+
+    def _construct(self, project_id: str, key: Key) -> _Entry:
+        version, config = key
         info = self.info.get(project_id, ProjectInfo())
         workdir = str(self.store.version_dir(project_id, version)) if version else None
+        started = time.monotonic()
         try:
             train_output = self.store.train_output(project_id, version)
             model = build_model(
@@ -136,11 +300,19 @@ class ModelRegistry:
             )
         except Exception as exc:
             logger.exception("building %s for project %s failed", self.model_class.__name__, project_id)
-            raise ModelLoadError(f"{self.model_class.__name__}() raised {type(exc).__name__}: {exc}") from exc
+            detail = f"{self.model_class.__name__}() raised {type(exc).__name__}: {exc}"
+            raise ModelLoadError(detail) from exc
         served = version or model.get("model_version") or model.INITIAL_MODEL_VERSION
         model._served_version = served
-        logger.info("project %s: serving %s version %s", project_id, self.model_class.__name__, served)
-        return _Entry(version, config, model, served)
+        logger.info(
+            "project %s: serving %s version %s (built in %.2f s)",
+            project_id,
+            self.model_class.__name__,
+            served,
+            time.monotonic() - started,
+        )
+        gate = threading.BoundedSemaphore(self.predict_concurrency) if self.predict_concurrency else None
+        return _Entry(version, config, model, served, gate)
 
     def update_info(self, project_id: str, hostname: Any, access_token: Any, extra_params: Any) -> None:
         """Keep what ``/setup`` sent and hand it to the live model without rebuilding it."""
@@ -150,8 +322,60 @@ class ModelRegistry:
             extra_params=extra_params if isinstance(extra_params, dict) else {},
         )
         self.info[project_id] = info
-        entry = self._entries.get(project_id)
+        entry = self._live.get(project_id)
         if entry is not None:
             entry.model.hostname = info.hostname or entry.model.hostname
             entry.model.access_token = info.access_token
             entry.model.extra_params = info.extra_params
+
+    # ------------------------------------------------------------------ preload
+    def start_preload(self) -> threading.Thread:
+        """Build, in a background thread, the models of the projects the store knows.
+
+        Projects with a stored labeling config, most recently used first, while fewer than
+        ``max_live`` models are live or loading (requests that arrive meanwhile come first).
+        """
+        root = str(self.store.root)
+        with _preloaders_lock:
+            previous = _preloaders.get(root)
+            _preloaders[root] = self
+        if previous is not None and previous is not self:
+            previous._stop_preload()
+        thread = threading.Thread(target=self._preload, name="lsml-preload", daemon=True)
+        thread.start()
+        return thread
+
+    def _stop_preload(self) -> None:
+        self._preload_stop.set()
+        with self._cond:
+            for pid in [p for p, e in self._live.items() if e.preloaded]:
+                del self._live[pid]
+
+    def _preload(self) -> None:
+        try:
+            candidates = [p for p in self.store.projects() if self.store.label_config(p)]
+        except OSError:
+            logger.exception("preload: cannot list the model store %s", self.store.root)
+            return
+        candidates.sort(key=self.store.last_used, reverse=True)
+        started = time.monotonic()
+        built = 0
+        for pid in candidates:
+            with self._cond:
+                if self._preload_stop.is_set() or len(self._live) + len(self._building) >= self.max_live:
+                    break
+                if pid in self._live or pid in self._building:
+                    continue
+                key: Key = (self.store.latest(pid), self.remember_config(pid, None))
+                self._want(pid, key, preload=True)
+                while pid in self._building and not self._preload_stop.is_set():
+                    self._cond.wait(1.0)
+                built += pid in self._live
+            if self._preload_stop.is_set():
+                with self._cond:
+                    entry = self._live.get(pid)
+                    if entry is not None and entry.preloaded:
+                        del self._live[pid]
+                break
+        if candidates:
+            logger.info("preloaded %d model(s) in %.2f s", built, time.monotonic() - started)

@@ -33,6 +33,10 @@ ENV_VARS = {
     "LABEL_STUDIO_API_KEY": ("", "Label Studio legacy token or personal access token"),
     "LOG_LEVEL": ("INFO", "DEBUG, INFO, WARNING or ERROR"),
     "MAX_REQUEST_MB": ("100", "largest accepted request body, in MiB"),
+    "MAX_LIVE_MODELS": ("4", "live model instances per process (least recently used evicted)"),
+    "MODEL_LOAD_TIMEOUT": ("60", "seconds /predict waits for a model still loading (then 503)"),
+    "PRELOAD_MODELS": ("true", "build the store's models in the background at process start"),
+    "PREDICT_CONCURRENCY": ("0", "concurrent predict calls per live model (0 = no limit)"),
 }
 
 _LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
@@ -67,6 +71,27 @@ def _positive_int(env: Mapping[str, str], name: str) -> int:
     if value <= 0:
         raise SettingsError(f"{name}={raw!r} is not valid: use a positive whole number (e.g. 3600)")
     return value
+
+
+def _whole(env: Mapping[str, str], name: str, minimum: int) -> int:
+    raw = _get(env, name)
+    try:
+        value = int(raw)
+    except ValueError:
+        value = minimum - 1
+    if value < minimum:
+        raise SettingsError(f"{name}={raw!r} is not valid: use a whole number >= {minimum}")
+    return value
+
+
+_TRUE, _FALSE = ("1", "true", "yes", "on"), ("0", "false", "no", "off")
+
+
+def _bool(env: Mapping[str, str], name: str) -> bool:
+    raw = _get(env, name).lower()
+    if raw not in _TRUE + _FALSE:
+        raise SettingsError(f"{name}={raw!r} is not valid: use true or false")
+    return raw in _TRUE
 
 
 def _url(name: str, value: str, schemes: Tuple[str, ...]) -> str:
@@ -134,6 +159,10 @@ class Settings:
     # prometheus_client reads this variable itself, so the field always follows the environment
     metrics_dir: Optional[str] = dataclasses.field(default_factory=metrics_dir_from_env)
     lock_ttl: int = 30
+    max_live_models: int = 4
+    model_load_timeout: float = 60.0
+    preload_models: bool = True
+    predict_concurrency: int = 0
 
     def __post_init__(self) -> None:
         if self.label_studio_api_key and not self.label_studio_url:
@@ -197,4 +226,8 @@ class Settings:
             max_request_bytes=_positive_int(env, "MAX_REQUEST_MB") * 1024 * 1024,
             metrics_dir=metrics_dir_from_env(env),
             lock_ttl=_lock_ttl(env.get("LSML_LOCK_TTL", "")),
+            max_live_models=_whole(env, "MAX_LIVE_MODELS", 1),
+            model_load_timeout=float(_whole(env, "MODEL_LOAD_TIMEOUT", 0)),
+            preload_models=_bool(env, "PRELOAD_MODELS"),
+            predict_concurrency=_whole(env, "PREDICT_CONCURRENCY", 0),
         )

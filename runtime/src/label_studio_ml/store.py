@@ -53,9 +53,13 @@ def check_version(version: str) -> str:
     return version
 
 
-def _version_number(name: str) -> int:
-    match = VERSION_RE.fullmatch(name)
+def version_number(name: Optional[str]) -> int:
+    """``"v3-20261127023015"`` → 3; None or anything else → -1 (older than every version)."""
+    match = VERSION_RE.fullmatch(name) if name else None
     return int(match.group(1)) if match else -1
+
+
+_version_number = version_number
 
 
 class ModelStore:
@@ -63,7 +67,8 @@ class ModelStore:
 
     def __init__(self, root: str | os.PathLike[str]) -> None:
         self.root = Path(root).resolve()
-        self._latest_cache: Dict[str, Tuple[int, Optional[str]]] = {}
+        self._latest_cache: Dict[str, Tuple[Tuple[int, int], Optional[str]]] = {}
+        self._latest_paths: Dict[str, str] = {}
 
     # ------------------------------------------------------------------ paths
     def project_dir(self, project_id: str) -> Path:
@@ -97,23 +102,48 @@ class ModelStore:
 
     # ------------------------------------------------------------------ versions
     def latest(self, project_id: str) -> Optional[str]:
-        """The newest good version, or None before any training. Cheap: one stat per call."""
-        path = self.project_dir(project_id) / "LATEST"
+        """The newest good version, or None before any training. Cheap: one stat per call.
+
+        The file is read again when its inode or mtime changed (every write is a rename, so a
+        new inode even within one timestamp tick).
+        """
+        path = self._latest_paths.get(project_id)
+        if path is None:
+            path = str(self.project_dir(project_id) / "LATEST")
+            self._latest_paths[project_id] = path
         try:
-            mtime = path.stat().st_mtime_ns
+            st = os.stat(path)
         except FileNotFoundError:
             return None
+        stamp = (st.st_ino, st.st_mtime_ns)
         cached = self._latest_cache.get(project_id)
-        if cached and cached[0] == mtime:
+        if cached and cached[0] == stamp:
             return cached[1]
         try:
-            version = path.read_text(encoding="utf-8").strip() or None
+            with open(path, encoding="utf-8") as fh:
+                version = fh.read().strip() or None
         except FileNotFoundError:
             return None
         if version is not None and not VERSION_RE.fullmatch(version):
             version = None  # not written by this store (tampered or foreign): never followed
-        self._latest_cache[project_id] = (mtime, version)
+        self._latest_cache[project_id] = (stamp, version)
         return version
+
+    def mark_used(self, project_id: str) -> None:
+        """Note that a request used the project now (preload builds recent projects first)."""
+        path = self.ensure_project(project_id) / ".used"
+        try:
+            os.utime(path)
+        except FileNotFoundError:
+            path.touch()
+
+    def last_used(self, project_id: str) -> float:
+        """When a request last used the project (else when its config was saved); 0 if never."""
+        base = self.project_dir(project_id)
+        for name in (".used", "label_config.xml"):
+            with contextlib.suppress(OSError):
+                return (base / name).stat().st_mtime
+        return 0.0
 
     def versions(self, project_id: str) -> List[str]:
         """Complete versions of a project, oldest first."""

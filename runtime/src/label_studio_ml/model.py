@@ -46,6 +46,10 @@ _construction: contextvars.ContextVar[Optional[Dict[str, Any]]] = contextvars.Co
     "lsml_construction", default=None
 )
 _kv_lock = threading.Lock()
+# shared(): one object per key per process, and one lock per key so it is loaded once
+_shared: Dict[Any, Any] = {}
+_shared_locks: Dict[Any, threading.Lock] = {}
+_shared_guard = threading.Lock()
 _interface_lock = threading.Lock()
 _SEMVER = re.compile(r"(\d+)\.(\d+)\.(\d+)")
 
@@ -241,6 +245,33 @@ class LabelStudioMLBase:
             if fcntl is not None:
                 fcntl.flock(lock, fcntl.LOCK_EX)
             write_atomic(path, json.dumps({**self._kv_read(), key: value}))
+
+    # ----------------------------------------------------------------- shared weights
+    @classmethod
+    def shared(cls, key: Any, load: Callable[[], Any]) -> Any:
+        """One object per ``key`` per process, built once by ``load()`` and shared by every model.
+
+        The runtime builds one model instance per project (and per version); weights that do
+        not depend on the project belong here, so ten projects hold one copy::
+
+            def setup(self):
+                self.net = self.shared(("yolo", WEIGHTS), lambda: load_weights(WEIGHTS))
+
+        ``key`` is any hashable value naming what is loaded (a path, a model name, with a
+        device). Concurrent callers with the same key wait for the one load; a ``load`` that
+        raises is not remembered, so the next call tries again. The object lives as long as
+        the process: it is not counted by ``MAX_LIVE_MODELS``.
+        """
+        try:
+            return _shared[key]
+        except KeyError:
+            pass
+        with _shared_guard:
+            lock = _shared_locks.setdefault(key, threading.Lock())
+        with lock:
+            if key not in _shared:
+                _shared[key] = load()
+            return _shared[key]
 
     # ----------------------------------------------------------------- helpers
     def get_first_tag_occurence(

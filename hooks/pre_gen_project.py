@@ -26,6 +26,8 @@ HANDOFF = ".lsml-pregen.json"
 BASE_CLASS = "LabelStudioMLBase"
 NAME_RE = re.compile(r"^[a-z][a-z0-9_-]{1,62}$")
 PYTHON_VERSIONS = ("3.11", "3.12", "3.13")
+MAX_WORKERS = 64
+MAX_THREADS = 256
 EXAMPLE_CLASS = "NewModel"
 IMPORT_TIMEOUT = 120
 MARKER = "@@lsml-detect@@"
@@ -112,6 +114,19 @@ def validate_answers(ctx: dict) -> None:
     version = str(ctx.get("python_version", ""))
     if version not in PYTHON_VERSIONS:
         raise fail("python_version", version, "is not supported", f"Use one of {', '.join(PYTHON_VERSIONS)}")
+    gpu = str(ctx.get("gpu", "no"))
+    if gpu not in ("no", "yes"):
+        raise fail("gpu", gpu, "is not yes or no", "Use gpu=yes for an NVIDIA GPU image, else gpu=no")
+    for key, most, example in (("workers", MAX_WORKERS, "2"), ("threads", MAX_THREADS, "4")):
+        value = str(ctx.get(key, ""))
+        if not (value.isdigit() and 1 <= int(value) <= most):
+            why = f"is not a whole number from 1 to {most}"
+            raise fail(key, value, why, f"Use e.g. {key}={example}")
+    if gpu == "yes" and int(str(ctx.get("workers"))) > 1:
+        warn(
+            f"workers={ctx.get('workers')} with gpu=yes: every uWSGI process loads its own copy of the "
+            "models into GPU memory; one process with several threads is the usual shape"
+        )
 
 
 def split_script(value: str) -> tuple[str, str]:

@@ -4,6 +4,10 @@ It answers the first <Choices> tag of the labeling config (for example the confi
 tests/label_config.xml). Before any training it predicts the first label with a uniform score;
 ``fit`` counts how often annotators chose each label, and the next model version predicts the
 most frequent one, scored by its share of the annotations.
+
+The runtime builds one instance per project (in the background, so a slow ``setup`` never
+delays Label Studio). Load what does not depend on the project once per process with
+``self.shared(key, load)``: ten projects then hold one copy of the weights, not ten.
 """
 
 from collections import Counter
@@ -11,8 +15,17 @@ from collections import Counter
 from label_studio_ml.model import LabelStudioMLBase
 
 
+def load_weights():
+    """Stands for loading a network (``torch.load``, ``from_pretrained``): slow, big, read-only."""
+    return {"uniform_prior": True}
+
+
 class {{ cookiecutter.model_class or "NewModel" }}(LabelStudioMLBase):
     """Predicts the label annotators chose most often."""
+
+    def setup(self):
+        """Once per instance: the shared weights (loaded at most once per process)."""
+        self.weights = self.shared("example-weights", load_weights)
 
     def _choices(self):
         """(from_name, to_name, labels) of the first <Choices> tag, or None."""
@@ -32,8 +45,10 @@ class {{ cookiecutter.model_class or "NewModel" }}(LabelStudioMLBase):
         if total:
             label = max(labels, key=lambda name: counts.get(name, 0))
             score = counts[label] / total
-        else:
+        elif self.weights["uniform_prior"]:
             label, score = labels[0], 1 / len(labels)
+        else:
+            label, score = labels[0], 1.0
         region = {
             "from_name": from_name,
             "to_name": to_name,

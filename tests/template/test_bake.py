@@ -23,6 +23,11 @@ SUPPORTED = [
     pytest.param({"script": "SEED"}, id="seed-script"),
     pytest.param({"script": "SEED:DummyModel"}, id="seed-script-with-class"),
     pytest.param({"script": "SEED", "model_class": "DummyModel"}, id="seed-script-model-class"),
+    pytest.param({"gpu": "yes"}, id="gpu"),
+    pytest.param(
+        {"gpu": "yes", "workers": "2", "threads": "1", "python_version": "3.13"}, id="gpu-2x1-py313"
+    ),
+    pytest.param({"workers": "8", "threads": "16", "script": "SEED"}, id="cpu-8x16-seed"),
 ]
 
 FILES = {
@@ -133,6 +138,12 @@ def test_config_files_parse_and_keep_the_description(baked):
     uwsgi = configparser.ConfigParser(interpolation=None, strict=False)
     uwsgi.read(root / "uwsgi.ini")
     assert uwsgi["uwsgi"]["module"] == "wsgi:app"
+    gpu = answers.get("gpu", "no") == "yes"
+    assert uwsgi["uwsgi"]["processes"] == answers.get("workers", "1" if gpu else "2")
+    assert uwsgi["uwsgi"]["threads"] == answers.get("threads", "4")
+    assert uwsgi["uwsgi"]["enable-threads"] == "true"  # background model builds need threads
+    devices = backend.get("deploy", {}).get("resources", {}).get("reservations", {}).get("devices")
+    assert devices == ([{"driver": "nvidia", "count": 1, "capabilities": ["gpu"]}] if gpu else None)
     assert description in (root / "README.md").read_text(encoding="utf-8")
 
 
@@ -159,6 +170,12 @@ def test_dockerfile_passes_hadolint(baked, run, tool):
     version = answers.get("python_version", "3.12")
     assert f"ARG PYTHON_VERSION={version}\n" in dockerfile
     assert "HEALTHCHECK" in dockerfile and "USER 1000" in dockerfile
+    froms = [line.split()[1] for line in dockerfile.splitlines() if line.startswith("FROM ")]
+    if answers.get("gpu") == "yes":
+        assert froms == ["python:${PYTHON_VERSION}-slim-bookworm", "${CUDA_IMAGE}"]
+        assert "ARG CUDA_IMAGE=nvidia/cuda:" in dockerfile and "-cudnn-runtime-" in dockerfile
+    else:
+        assert froms == ["python:${PYTHON_VERSION}-slim"] * 2
 
 
 def test_compose_file_validates(baked, run, tool):
@@ -204,6 +221,10 @@ def test_env_example_lists_every_variable(baked):
         "LABEL_STUDIO_URL",
         "LABEL_STUDIO_API_KEY",
         "LOG_LEVEL",
+        "MAX_LIVE_MODELS",
+        "MODEL_LOAD_TIMEOUT",
+        "PRELOAD_MODELS",
+        "PREDICT_CONCURRENCY",
     }
 
 

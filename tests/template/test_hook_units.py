@@ -109,3 +109,17 @@ def test_post_gen_removal_tolerates_missing_paths(template_dir, tmp_path):
     assert not post.PROVIDED.match("supervision==0.20")
     assert not post.PROVIDED.match("uwsgi-tools")
     assert Path(post.EXAMPLE).name == "example_model.py"
+
+
+@pytest.mark.parametrize(
+    ("answers", "expected"),
+    [
+        ({"gpu": "maybe"}, "gpu 'maybe' is not yes or no"),  # cruft and old cookiecutters pass it through
+        ({"workers": "1.5"}, "workers '1.5' is not a whole number from 1 to 64"),
+        ({"threads": "0"}, "threads '0' is not a whole number from 1 to 256"),
+    ],
+)
+def test_worker_shape_answers_are_validated(pre, answers, expected):
+    good = {"backend_name": "ok_name", "port": "9090", "python_version": "3.12", "gpu": "no"}
+    with pytest.raises(pre.HookError, match=expected.replace(".", r"\.")):
+        pre.validate_answers({**good, "workers": "2", "threads": "4", **answers})

@@ -314,3 +314,31 @@ def test_personal_access_token(label_studio, baked, serve, project_title, helper
             "POST", "/api/jwt/settings", json={"api_tokens_enabled": True, "legacy_api_tokens_enabled": True}
         )
         ls.http.headers["Authorization"] = legacy_header
+
+
+def test_model_that_loads_for_6_s_connects_on_the_first_try(
+    label_studio, baked, serve, project_title, helpers
+):
+    """Label Studio gives /setup 3 s: the backend answers at once and loads in the background;
+    Send Test Request and Retrieve Predictions wait for the load (Label Studio gives them 100 s)."""
+    ls = label_studio
+    backend = serve(baked("slow_load_model.py", "slow-load"))
+    project = ls.create_project(project_title, helpers.image_tasks(2))
+    pid = project["id"]
+
+    ml = ls.connect(pid, backend.url, "slow load", is_interactive=False, extra_logs=backend.logs)
+    assert ml.get("state") != ERROR and not ml.get("error_message"), f"{ml}\n{backend.logs()}"
+    ml = _connected(ls, ml["id"], backend, timeout=5)
+    version = ml["model_version"]
+    assert version == "initial", ml
+
+    test = ls.call(
+        "POST", f"/api/ml/{ml['id']}/predict/test", params={"random": "true"}, extra_logs=backend.logs
+    )
+    assert test["status"] == 200 and not test.get("error_message"), f"{test}\n{backend.logs()}"
+    assert helpers.choice_of(test["response"][0]) == "Boeing", test
+    assert backend.get("/health").json()["models"]["loaded"] == [str(pid)]
+
+    ls.retrieve_predictions(pid, extra_logs=backend.logs)
+    preds = ls.predictions(pid)
+    assert len(preds) == 2 and {p["model_version"] for p in preds} == {version}, preds

@@ -382,3 +382,21 @@ def test_shared_weights_hold_one_copy_for_ten_projects(tmp_path):
     out = run_projects(tmp_path, 10, MAX_LIVE_MODELS="10", SHARED="1")
     assert len(out["loaded"]) == 10
     assert out["peak"] - out["base"] < 1.6 * 55, out
+
+
+def test_a_newer_app_on_the_same_store_takes_over_preloading(serve, tmp_path, models_dir, monkeypatch):
+    """``python wsgi.py`` builds an app at import and another to serve: one set of preloaded models."""
+    count = tmp_path / "count.txt"
+    monkeypatch.setenv("LSML_TEST_COUNT", str(count))
+    cls = load_class(tmp_path / "m", COUNTING_MODEL, "Counting")
+    first = serve(cls, preload_models=False)
+    assert first.post("/setup", json={"project": "1", "schema": SEED_CONFIG}).status_code == 200
+    first.backend.registry.wait_idle(10)
+    imported = serve(cls)  # the app wsgi.py builds at import: preloads project 1
+    assert imported.backend.registry.wait_idle(10)
+    assert imported.backend.registry.state()["loaded"] == ["1"]
+    served = serve(cls)  # the app that serves: preloads again, the older one drops its copy
+    assert served.backend.registry.wait_idle(10)
+    assert served.backend.registry.state()["loaded"] == ["1"]
+    assert imported.backend.registry.state()["loaded"] == []
+    assert first.backend.registry.state()["loaded"] == ["1"], "a model a request asked for stays"

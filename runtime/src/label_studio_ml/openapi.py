@@ -62,6 +62,7 @@ _SCHEMAS: Dict[str, Any] = {
                     "model_load_failed",
                     "internal_error",
                     "training_unavailable",
+                    "model_loading",
                     "error",
                 ],
             },
@@ -77,6 +78,11 @@ _SCHEMAS: Dict[str, Any] = {
             "model_class": _STR,
             "mode": {"enum": ["development", "production"]},
             "runtime_version": _STR,
+            "models": {
+                "type": "object",
+                "description": "Projects whose model is live, being built, or failed to build.",
+                "properties": {k: {"type": "array", "items": _STR} for k in ("loaded", "loading", "failed")},
+            },
         },
         "required": ["status", "model_class", "mode"],
     },
@@ -258,7 +264,8 @@ def _errors(*codes: int) -> Dict[str, Any]:
         404: "Unknown project (unauthenticated webhooks may only train known projects).",
         413: "Request body larger than MAX_REQUEST_MB.",
         500: "The model failed (predict_failed, model_load_failed).",
-        503: "Training queue (Redis) unreachable.",
+        503: "Training queue (Redis) unreachable (training_unavailable), or the model still loading "
+        "after MODEL_LOAD_TIMEOUT (model_loading, with Retry-After).",
     }
     out: Dict[str, Any] = {}
     for code in codes:
@@ -291,7 +298,7 @@ def build_spec(title: str = "Label Studio ML backend", version: str = __version_
         "/predict": {"post": {
             "summary": "Predictions for a batch of tasks, one entry per task, in order.",
             "operationId": "predict", "requestBody": _body("PredictRequest"),
-            "responses": {**_ok("Predictions.", "PredictResponse"), **_errors(400, 401, 413, 500)},
+            "responses": {**_ok("Predictions.", "PredictResponse"), **_errors(400, 401, 413, 500, 503)},
         }},
         "/webhook": {"post": {
             "summary": "Label Studio events; training actions request a run, others are ignored.",

@@ -230,7 +230,7 @@ def test_preload_serves_the_first_predict_after_a_restart_without_a_load(
     count.unlink()
 
     after = serve(cls, max_live_models=2)  # a restart: a new app on the same store
-    assert after.backend.registry.wait_idle(10)
+    assert after.backend.registry.wait_preloaded(10)
     assert constructions(count) == ["2", "3"], "the two most recently used, newest first"
     r = after.post("/predict", json={"tasks": [{"id": 1, "data": {}}], "project": "2"})
     assert r.status_code == 200, r.text
@@ -238,7 +238,7 @@ def test_preload_serves_the_first_predict_after_a_restart_without_a_load(
 
     count.unlink()
     cold = serve(cls, preload_models=False)
-    assert cold.backend.registry.wait_idle(10) and constructions(count) == []
+    assert cold.backend.registry.wait_preloaded(10) and constructions(count) == []
     assert cold.post("/predict", json={"tasks": [{"id": 1, "data": {}}], "project": "2"}).status_code == 200
     assert constructions(count) == ["2"]
 
@@ -392,11 +392,14 @@ def test_a_newer_app_on_the_same_store_takes_over_preloading(serve, tmp_path, mo
     first = serve(cls, preload_models=False)
     assert first.post("/setup", json={"project": "1", "schema": SEED_CONFIG}).status_code == 200
     first.backend.registry.wait_idle(10)
-    imported = serve(cls)  # the app wsgi.py builds at import: preloads project 1
-    assert imported.backend.registry.wait_idle(10)
-    assert imported.backend.registry.state()["loaded"] == ["1"]
-    served = serve(cls)  # the app that serves: preloads again, the older one drops its copy
-    assert served.backend.registry.wait_idle(10)
+    imported = serve(cls)  # the app wsgi.py builds at import: would preload project 1
+    served = serve(cls)  # the app that serves, built right after: it preloads, the other does not
+    assert served.backend.registry.wait_preloaded(10) and imported.backend.registry.wait_preloaded(10)
     assert served.backend.registry.state()["loaded"] == ["1"]
     assert imported.backend.registry.state()["loaded"] == []
+    assert constructions(count) == ["1", "1"], "built for the request, then once by preload"
+    later = serve(cls)  # an app built after the previous one preloaded: it takes over
+    assert later.backend.registry.wait_preloaded(10)
+    assert later.backend.registry.state()["loaded"] == ["1"]
+    assert served.backend.registry.state()["loaded"] == [], "the older app drops what it preloaded"
     assert first.backend.registry.state()["loaded"] == ["1"], "a model a request asked for stays"

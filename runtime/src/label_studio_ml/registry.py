@@ -32,6 +32,9 @@ logger = logging.getLogger(__name__)
 
 Key = Tuple[Optional[str], Optional[str]]  # (store version or None, labeling config or None)
 USED_EVERY = 30.0  # seconds between two "last used" marks of a project (preload order)
+# Preloading starts this long after the app is built: ``python wsgi.py`` builds more than one
+# app within milliseconds, and only the last one should load models.
+PRELOAD_GRACE = 0.5
 
 
 class ModelLoadError(RuntimeError):
@@ -124,6 +127,7 @@ class ModelRegistry:
         self._cond = threading.Condition()
         self._slot = threading.Lock()  # one construction at a time in this process
         self._preload_stop = threading.Event()
+        self._preload_thread: Optional[threading.Thread] = None
 
     # ------------------------------------------------------------------ configs
     def remember_config(self, project_id: str, label_config: Optional[str]) -> Optional[str]:
@@ -265,6 +269,12 @@ class ModelRegistry:
                             self._cond.notify_all()
                         continue
                 entry.preloaded = preload
+                if preload and self._preload_stop.is_set():
+                    # a newer app of this store took over: drop what nobody asked for (a request
+                    # waiting here builds it again, see wait())
+                    with self._cond:
+                        self._wanted.pop(project_id, None)
+                    return
                 with self._cond:
                     self._failed.pop(project_id, None)
                     self._live[project_id] = entry
@@ -342,8 +352,18 @@ class ModelRegistry:
         if previous is not None and previous is not self:
             previous._stop_preload()
         thread = threading.Thread(target=self._preload, name="lsml-preload", daemon=True)
+        self._preload_thread = thread
         thread.start()
         return thread
+
+    def wait_preloaded(self, timeout: float) -> bool:
+        """Wait until preloading (if any) and every build ended (tests, benchmarks)."""
+        deadline = time.monotonic() + timeout
+        if self._preload_thread is not None:
+            self._preload_thread.join(timeout)
+            if self._preload_thread.is_alive():
+                return False
+        return self.wait_idle(max(0.0, deadline - time.monotonic()))
 
     def _stop_preload(self) -> None:
         self._preload_stop.set()
@@ -352,6 +372,8 @@ class ModelRegistry:
                 del self._live[pid]
 
     def _preload(self) -> None:
+        if self._preload_stop.wait(PRELOAD_GRACE):
+            return
         try:
             candidates = [p for p in self.store.projects() if self.store.label_config(p)]
         except OSError:

@@ -61,8 +61,12 @@ class BenchModel(LabelStudioMLBase):
 """
 
 WSGI = """
-from label_studio_ml import create_app
+import os
+from label_studio_ml import create_app, registry
 from model import BenchModel
+
+if os.environ.get("BENCH_SWITCH_INTERVAL"):  # baseline: the interpreter's default 5 ms during builds
+    registry.BUILD_SWITCH_INTERVAL = float(os.environ["BENCH_SWITCH_INTERVAL"])
 
 app = create_app(BenchModel)
 """
@@ -189,10 +193,13 @@ def bench_memory(root: Path, mb: int, projects: int) -> None:
         print(f"| {name} | {base:.0f} | " + " | ".join(cells) + " |")
 
 
-def bench_predict_while_loading(root: Path, load: float, mode: str, n: int = 300) -> None:
+def bench_predict_while_loading(root: Path, load: float, mode: str, n: int = 300, **env: str) -> None:
     what = "on the CPU, pure Python" if mode == "cpu" else "sleeping: I/O or GIL-free native code"
+    if env:
+        what += ", " + " ".join(f"{k}={v}" for k, v in env.items())
     print(f"\n## 3. /predict of a loaded project while another project's model loads ({load:g} s, {what})")
-    server = Server(workdir(root, f"stall-{mode}"), LOAD_S=str(load), LOAD_MODE=mode, PRELOAD_MODELS="false")
+    work = workdir(root, f"stall-{mode}-{len(env)}")
+    server = Server(work, LOAD_S=str(load), LOAD_MODE=mode, PRELOAD_MODELS="false", **env)
     server.setup("1")
     server.predict("1")
     for _ in range(20):
@@ -251,14 +258,20 @@ def main() -> None:
     parser.add_argument("--later", type=float, default=4.0, help="seconds after /health of the 2nd request")
     parser.add_argument("--mb", type=int, default=40, help="MiB each model holds")
     parser.add_argument("--projects", type=int, default=10)
+    parser.add_argument("--only", choices=("version", "preload", "memory", "stall"), help="one part")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="bench-heavy-") as tmp:
         root = Path(tmp)
-        bench_version_check(root)
-        bench_preload(root, args.load, args.later)
-        bench_memory(root, args.mb, args.projects)
-        bench_predict_while_loading(root, args.load, "sleep")
-        bench_predict_while_loading(root, args.load, "cpu")
+        if args.only in (None, "version"):
+            bench_version_check(root)
+        if args.only in (None, "preload"):
+            bench_preload(root, args.load, args.later)
+        if args.only in (None, "memory"):
+            bench_memory(root, args.mb, args.projects)
+        if args.only in (None, "stall"):
+            bench_predict_while_loading(root, args.load, "sleep")
+            bench_predict_while_loading(root, args.load, "cpu", BENCH_SWITCH_INTERVAL="0.005")
+            bench_predict_while_loading(root, args.load, "cpu")
 
 
 if __name__ == "__main__":

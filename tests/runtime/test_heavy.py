@@ -403,3 +403,17 @@ def test_a_newer_app_on_the_same_store_takes_over_preloading(serve, tmp_path, mo
     assert later.backend.registry.state()["loaded"] == ["1"]
     assert served.backend.registry.state()["loaded"] == [], "the older app drops what it preloaded"
     assert first.backend.registry.state()["loaded"] == ["1"], "a model a request asked for stays"
+
+
+def test_the_gil_is_handed_over_often_while_a_model_builds(serve, tmp_path):
+    """A loader running Python code must not hold up the requests of loaded projects for 5 ms
+    slices: the switch interval is shortened during builds and restored after."""
+    cls, mod = heavy(tmp_path)
+    before = sys.getswitchinterval()
+    server = serve(cls, preload_models=False)
+    assert server.post("/setup", json={"project": PROJECT, "schema": SEED_CONFIG}).status_code == 200
+    assert mod.STARTED.wait(10)
+    assert sys.getswitchinterval() == pytest.approx(0.0005)
+    mod.GATE.set()
+    assert server.backend.registry.wait_idle(10)
+    assert sys.getswitchinterval() == pytest.approx(before)

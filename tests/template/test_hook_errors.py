@@ -42,7 +42,11 @@ UNSUPPORTED = [
     ("port-text", {"port": "http"}, "port 'http' is not a TCP port"),
     ("port-zero", {"port": "0"}, "port '0'"),
     ("port-big", {"port": "70000"}, "port '70000'"),
-    ("workers-zero", {"workers": "0"}, "workers '0' is not a whole number from 1 to 64"),
+    (
+        "workers-zero",
+        {"workers": "0"},
+        "ERROR: workers '0' is not a whole number from 1 to 64. Use e.g. workers=2.",
+    ),
     ("workers-text", {"workers": "two"}, "workers 'two' is not a whole number"),
     ("threads-big", {"threads": "1000"}, "threads '1000' is not a whole number from 1 to 256"),
     ("script-missing", {"script": "S/missing.py"}, "missing.py' does not exist"),

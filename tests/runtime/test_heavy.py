@@ -417,3 +417,38 @@ def test_the_gil_is_handed_over_often_while_a_model_builds(serve, tmp_path):
     mod.GATE.set()
     assert server.backend.registry.wait_idle(10)
     assert sys.getswitchinterval() == pytest.approx(before)
+
+
+HANGING_MODEL = """
+import threading
+from label_studio_ml.model import LabelStudioMLBase
+
+RELEASE = threading.Event()
+
+class Hanging(LabelStudioMLBase):
+    def setup(self):
+        if self.project_id == "1":
+            RELEASE.wait(30)  # a constructor stuck on a network mount
+
+    def predict(self, tasks, **kwargs):
+        return [{"result": [], "score": 1} for _ in tasks]
+"""
+
+
+def test_a_hung_construction_does_not_block_other_projects_for_ever(serve, tmp_path):
+    cls = load_class(tmp_path / "m", HANGING_MODEL, "Hanging")
+    mod = sys.modules[cls.__module__]
+    server = serve(cls, model_load_timeout=0.5, preload_models=False)
+    try:
+        assert server.post("/setup", json={"project": "1", "schema": SEED_CONFIG}).status_code == 200
+        r = server.post("/predict", json=predict_body("1"))
+        assert r.status_code == 503 and r.json()["error"] == "model_loading", r.text
+        assert server.post("/setup", json={"project": "2", "schema": SEED_CONFIG}).status_code == 200
+        deadline = time.monotonic() + 10  # project 2 waits for the slot at most 0.5 s, then builds
+        while "2" not in server.backend.registry.state()["loaded"] and time.monotonic() < deadline:
+            time.sleep(0.05)
+        r = server.post("/predict", json=predict_body("2"))
+        assert r.status_code == 200, r.text
+        assert server.get("/health").json()["models"] == {"loaded": ["2"], "loading": ["1"], "failed": []}
+    finally:
+        mod.RELEASE.set()

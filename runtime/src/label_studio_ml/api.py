@@ -63,6 +63,7 @@ class Backend:
             settings,
             max_live=settings.max_live_models,
             predict_concurrency=settings.predict_concurrency,
+            slot_wait=settings.model_load_timeout,
         )
         self.metrics = Metrics(settings.metrics_dir)
         self.trainer: Trainer

@@ -134,6 +134,7 @@ class ModelRegistry:
         *,
         max_live: int = 4,
         predict_concurrency: int = 0,
+        slot_wait: float = 60.0,
     ) -> None:
         self.model_class = model_class
         self.settings = settings
@@ -149,7 +150,8 @@ class ModelRegistry:
         self._failed: Dict[str, Tuple[Key, ModelLoadError]] = {}
         self._used: Dict[str, float] = {}
         self._cond = threading.Condition()
-        self._slot = threading.Lock()  # one construction at a time in this process
+        self._slot = threading.Lock()  # one construction at a time in this process...
+        self.slot_wait = slot_wait  # ...unless one runs longer than this (a hung constructor)
         self._preload_stop = threading.Event()
         self._preload_thread: Optional[threading.Thread] = None
 
@@ -284,14 +286,25 @@ class ModelRegistry:
                         return
                     if failed is not None and failed[0] == key:
                         return
-                with self._slot, _responsive():
-                    try:
+                slot = self._slot.acquire(timeout=self.slot_wait)
+                if not slot:
+                    logger.warning(
+                        "project %s: another model has been constructing for over %g s; building "
+                        "this one alongside it",
+                        project_id,
+                        self.slot_wait,
+                    )
+                try:
+                    with _responsive():
                         entry = self._construct(project_id, key)
-                    except ModelLoadError as exc:
-                        with self._cond:
-                            self._failed[project_id] = (key, exc)
-                            self._cond.notify_all()
-                        continue
+                except ModelLoadError as exc:
+                    with self._cond:
+                        self._failed[project_id] = (key, exc)
+                        self._cond.notify_all()
+                    continue
+                finally:
+                    if slot:
+                        self._slot.release()
                 entry.preloaded = preload
                 if preload and self._preload_stop.is_set():
                     # a newer app of this store took over: drop what nobody asked for (a request

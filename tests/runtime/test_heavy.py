@@ -385,7 +385,7 @@ def test_shared_weights_hold_one_copy_for_ten_projects(tmp_path):
 
 
 def test_a_newer_app_on_the_same_store_takes_over_preloading(serve, tmp_path, models_dir, monkeypatch):
-    """``python wsgi.py`` builds an app at import and another to serve: one set of preloaded models."""
+    """An older ``wsgi.py`` built an app at import and another to serve: one set of preloaded models."""
     count = tmp_path / "count.txt"
     monkeypatch.setenv("LSML_TEST_COUNT", str(count))
     cls = load_class(tmp_path / "m", COUNTING_MODEL, "Counting")

@@ -34,7 +34,7 @@ logger = logging.getLogger(__name__)
 
 Key = Tuple[Optional[str], Optional[str]]  # (store version or None, labeling config or None)
 USED_EVERY = 30.0  # seconds between two "last used" marks of a project (preload order)
-# Preloading starts this long after the app is built: ``python wsgi.py`` builds more than one
+# Preloading starts this long after the app is built: an older ``wsgi.py`` builds more than one
 # app within milliseconds, and only the last one should load models.
 PRELOAD_GRACE = 0.5
 # While a model is built in the background, the interpreter hands the GIL to waiting threads
@@ -103,7 +103,7 @@ class ProjectInfo:
 
 
 # The newest registry of a process per store preloads; an older one (an app built and then
-# replaced, as ``python wsgi.py`` does) stops and drops what it preloaded and nobody used.
+# replaced, as an older ``wsgi.py`` did) stops and drops what it preloaded and nobody used.
 _preloaders: Dict[str, ModelRegistry] = {}
 _preloaders_lock = threading.Lock()
 

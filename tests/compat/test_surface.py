@@ -223,8 +223,12 @@ def test_versions_tokens_and_extra_params(tmp_path, monkeypatch):
     with pytest.raises(ValueError, match="X.Y.Z"):
         model.bump_model_version()
     assert model.get_label_studio_access_token() == "from-setup"
+    # the environment is read once per instance (Settings), and a key needs its URL
+    monkeypatch.setenv("LABEL_STUDIO_URL", "http://127.0.0.1:8080")
     monkeypatch.setenv("LABEL_STUDIO_API_KEY", "configured")
-    assert model.get_label_studio_access_token() == "configured"
+    assert model.get_label_studio_access_token() == "from-setup"
+    configured = Interfaced(label_config=TEXT_CONFIG, model_dir=str(tmp_path), access_token="from-setup")
+    assert configured.get_label_studio_access_token() == "configured"
     model.set_extra_params('{"watch": ["x"]}')
     assert model.extra_params == {"watch": ["x"]}
     model.use_label_config(label_config_of("preload_reader"))

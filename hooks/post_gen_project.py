@@ -7,9 +7,16 @@ Reads (and deletes) ``.lsml-pregen.json``, written by pre_gen_project.py.
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import json
+import os
 import re
 import shutil
+import sys
+import tempfile
+import zipfile
+from email.parser import Parser
 from pathlib import Path
 
 CONTEXT = json.loads(r"""{{ cookiecutter | tojson }}""")
@@ -114,6 +121,182 @@ def write_label_config(handoff: dict) -> bool:
     return bool(config)
 
 
+# ------------------------------------------------------------------ the runtime, vendored
+# requirements.txt installs the runtime that generated this repo from vendor/, as a wheel this
+# hook builds (reproducibly: same runtime, same bytes), so nothing but PyPI is needed to install.
+VENDOR = Path("vendor")
+DIST = "lsml-runtime"
+ZIP_DATE = (1980, 1, 1, 0, 0, 0)
+SKIPPED_INFO = {"RECORD", "INSTALLER", "REQUESTED", "direct_url.json"}
+
+
+class HookError(Exception):
+    """One user-facing line."""
+
+
+def find_runtime() -> tuple[str, Path] | None:
+    """Where the runtime that generates this repo lives: ("source", <project dir with
+    pyproject.toml>) or ("installed", <its .dist-info dir>); None when nowhere."""
+    # 1. the template's own checkout or clone: <template repo>/runtime (cookiecutter, cruft)
+    for repo in (CONTEXT.get("_repo_dir"), CONTEXT.get("_template")):
+        if repo and "://" not in str(repo):
+            project = Path(str(repo)).expanduser().resolve() / "runtime"
+            if (project / "pyproject.toml").is_file():
+                return "source", project
+    # 2. label-studio-ml init says where its package lives; 3. the hook's own interpreter
+    places = [os.environ["LSML_RUNTIME_SRC"]] if os.environ.get("LSML_RUNTIME_SRC") else []
+    places += [p for p in sys.path if p and Path(p).is_dir()]
+    for place in places:
+        found = installed_runtime(Path(place))
+        if found:
+            return found
+    return None
+
+
+def installed_runtime(place: Path) -> tuple[str, Path] | None:
+    if (place.parent / "pyproject.toml").is_file() and (place / "label_studio_ml").is_dir():
+        return "source", place.parent  # a source tree (<project>/src), e.g. an editable install
+    for info in sorted(place.glob("lsml_runtime-*.dist-info")):
+        direct = info / "direct_url.json"
+        if direct.is_file():
+            url = json.loads(direct.read_text(encoding="utf-8"))
+            if url.get("dir_info", {}).get("editable") and url["url"].startswith("file://"):
+                project = Path(url["url"][len("file://") :])
+                if (project / "pyproject.toml").is_file():
+                    return "source", project
+                continue
+        if (info / "RECORD").is_file():
+            return "installed", info
+    return None
+
+
+def load_toml(path: Path) -> dict:
+    try:
+        import tomllib  # Python 3.11+
+    except ImportError:  # pragma: no cover - older interpreters: pip's own copy of tomli
+        from pip._vendor import tomli as tomllib
+    return tomllib.loads(path.read_text(encoding="utf-8"))
+
+
+def source_files(project: Path) -> tuple[dict, dict[str, bytes]]:
+    """(metadata headers, {archive name: bytes}) of a runtime source tree, the way its
+    pyproject.toml tells hatchling to build the wheel (packages + force-include)."""
+    meta = load_toml(project / "pyproject.toml")
+    info = meta["project"]
+    wheel = meta["tool"]["hatch"]["build"]["targets"]["wheel"]
+    files: dict[str, bytes] = {}
+
+    def add_tree(source: Path, arc: str) -> None:
+        if source.is_file():
+            files[arc] = source.read_bytes()
+            return
+        for path in sorted(source.rglob("*")):
+            rel = path.relative_to(source)
+            if path.is_file() and "__pycache__" not in rel.parts and path.suffix != ".pyc":
+                files[f"{arc}/{rel.as_posix()}"] = path.read_bytes()
+
+    for package in wheel["packages"]:
+        add_tree(project / package, Path(package).name)
+    for source, arc in wheel.get("force-include", {}).items():
+        add_tree((project / source).resolve(), arc)
+    lines = [
+        "Metadata-Version: 2.1",
+        f"Name: {info['name']}",
+        f"Version: {info['version']}",
+        f"Summary: {info.get('description', '')}",
+        f"License: {info.get('license', '')}",
+        f"Requires-Python: {info.get('requires-python', '')}",
+    ]
+    lines += [f"Requires-Dist: {dep}" for dep in info.get("dependencies", [])]
+    for extra, deps in info.get("optional-dependencies", {}).items():
+        lines.append(f"Provides-Extra: {extra}")
+        lines += [f'Requires-Dist: {dep}; extra == "{extra}"' for dep in deps]
+    readme = project / str(info.get("readme", "README.md"))
+    body = readme.read_text(encoding="utf-8") if readme.is_file() else ""
+    lines.append("Description-Content-Type: text/markdown")
+    distinfo = f"{wheel_stem(info['name'], info['version'])}.dist-info"
+    files[f"{distinfo}/METADATA"] = ("\n".join(lines) + "\n\n" + body).encode()
+    scripts = info.get("scripts", {})
+    if scripts:
+        entries = "".join(f"{name} = {target}\n" for name, target in scripts.items())
+        files[f"{distinfo}/entry_points.txt"] = f"[console_scripts]\n{entries}".encode()
+    files[f"{distinfo}/WHEEL"] = (
+        b"Wheel-Version: 1.0\nGenerator: lsml-template post_gen_project\n"
+        b"Root-Is-Purelib: true\nTag: py3-none-any\n"
+    )
+    return {"name": info["name"], "version": info["version"]}, files
+
+
+def installed_files(info: Path) -> tuple[dict, dict[str, bytes]]:
+    """The same from an installed (non-editable) runtime: the files its RECORD lists."""
+    site = info.parent
+    headers = Parser().parsestr((info / "METADATA").read_text(encoding="utf-8"), headersonly=True)
+    files: dict[str, bytes] = {}
+    for line in (info / "RECORD").read_text(encoding="utf-8").splitlines():
+        name = line.rsplit(",", 2)[0]
+        parts = Path(name).parts
+        if not name or ".." in parts or "__pycache__" in parts or name.endswith(".pyc"):
+            continue  # console scripts (../../bin) and byte-code are made by pip on install
+        if parts[0] == info.name and parts[-1] in SKIPPED_INFO:
+            continue
+        files[name] = (site / name).read_bytes()
+    return {"name": headers["Name"], "version": headers["Version"]}, files
+
+
+def wheel_stem(name: str, version: str) -> str:
+    return f"{re.sub(r'[-_.]+', '_', name).lower()}-{version}"
+
+
+def build_wheel(meta: dict, files: dict[str, bytes], out_dir: Path) -> Path:
+    """A reproducible py3-none-any wheel: sorted entries, fixed dates, a fresh RECORD."""
+    stem = wheel_stem(meta["name"], meta["version"])
+    distinfo = f"{stem}.dist-info"
+    record = []
+    for arc in sorted(files):
+        digest = base64.urlsafe_b64encode(hashlib.sha256(files[arc]).digest()).rstrip(b"=")
+        record.append(f"{arc},sha256={digest.decode()},{len(files[arc])}")
+    record.append(f"{distinfo}/RECORD,,")
+    entries = {**files, f"{distinfo}/RECORD": ("\n".join(record) + "\n").encode()}
+    out_dir.mkdir(parents=True, exist_ok=True)
+    target = out_dir / f"{stem}-py3-none-any.whl"
+    with (
+        tempfile.NamedTemporaryFile(dir=out_dir, suffix=".tmp", delete=False) as tmp,
+        zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED) as wheel,
+    ):
+        # dist-info last, as the wheel spec recommends
+        for arc in sorted(entries, key=lambda a: (a.startswith(distinfo), a)):
+            item = zipfile.ZipInfo(arc, ZIP_DATE)
+            item.external_attr = 0o644 << 16
+            item.compress_type = zipfile.ZIP_DEFLATED
+            wheel.writestr(item, entries[arc])
+    os.replace(tmp.name, target)
+    return target
+
+
+def vendor_runtime() -> str:
+    """Line 1 of requirements.txt: the _runtime_requirement answer, else the vendored wheel."""
+    requirements = Path("requirements.txt")
+    lines = requirements.read_text(encoding="utf-8").splitlines()
+    if str(CONTEXT.get("_runtime_requirement") or "").strip():
+        return lines[0]
+    found = find_runtime()
+    if found is None:
+        raise HookError(
+            f"cannot find the {DIST} runtime to put in vendor/: this template's checkout has no "
+            "runtime/ directory and this Python has no lsml-runtime installed. Run cookiecutter "
+            "on a full checkout of lsml-template, use label-studio-ml init, or pass "
+            '_runtime_requirement="<a pip requirement for lsml-runtime>"'
+        )
+    kind, where = found
+    meta, files = source_files(where) if kind == "source" else installed_files(where)
+    for old in VENDOR.glob("*.whl"):
+        old.unlink()
+    wheel = build_wheel(meta, files, VENDOR)
+    lines[0] = f"./{VENDOR.as_posix()}/{wheel.name}"
+    requirements.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return lines[0]
+
+
 # Files that only make sense for the built-in example model.
 EXAMPLE_ONLY = [Path("tests", "test_example_model.py")]
 
@@ -129,6 +312,11 @@ def prune(using_example: bool) -> None:
 
 def main() -> int:
     handoff = read_handoff()
+    try:
+        vendor_runtime()
+    except HookError as exc:
+        print(f"ERROR: {exc}.", file=sys.stderr)
+        return 1
     origin = install_model(handoff)
     using_example = origin == "the built-in example"
     added = merge_requirements(handoff)

@@ -12,9 +12,9 @@ DATA = Path(__file__).resolve().parent / "data"
 
 
 @pytest.fixture
-def default_context(runtime_requirement):
-    """The answers every bake starts from (the runtime comes from this working tree)."""
-    return {"backend_name": "my_ml_backend", "_runtime_requirement": runtime_requirement}
+def default_context():
+    """The answers every bake starts from: the hook vendors this working tree's runtime."""
+    return {"backend_name": "my_ml_backend"}
 
 
 @pytest.fixture

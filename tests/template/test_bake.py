@@ -4,12 +4,17 @@ import ast
 import configparser
 import json
 import sys
+import zipfile
+from pathlib import Path
 
 import pytest
 import tomllib
 import yaml
 from supervisor.options import ServerOptions
 
+ROOT = Path(__file__).resolve().parents[2]
+RUNTIME_VERSION = tomllib.loads((ROOT / "runtime" / "pyproject.toml").read_text())["project"]["version"]
+WHEEL = f"vendor/lsml_runtime-{RUNTIME_VERSION}-py3-none-any.whl"
 SPECIAL = 'He said "hi" & it\'s a back\\slash: caf\u00e9 \u2713 {x} %(y)s $z'
 
 # Each case: an id, the answers (on top of default_context) and whether a script is used.
@@ -52,6 +57,8 @@ FILES = {
     "tests/test_example_model.py",
     "tests/test_server.py",
     "uwsgi.ini",
+    "vendor/README.md",
+    WHEEL,
     "wsgi.py",
 }
 EXAMPLE_ONLY = {"tests/test_example_model.py"}
@@ -90,7 +97,7 @@ def test_exact_file_set(baked, seed_script):
 def test_no_unrendered_jinja(baked):
     _, root = baked
     for path in root.rglob("*"):
-        if path.is_file():
+        if path.is_file() and path.suffix != ".whl":  # the wheel carries the template itself
             text = path.read_text(encoding="utf-8")
             for mark in ("{{", "{%", "{#"):
                 assert mark not in text, f"{path.relative_to(root)} contains {mark}"
@@ -99,7 +106,7 @@ def test_no_unrendered_jinja(baked):
 def test_files_use_lf_line_endings(baked):
     _, root = baked
     for path in root.rglob("*"):
-        if path.is_file():
+        if path.is_file() and path.suffix != ".whl":
             assert b"\r\n" not in path.read_bytes(), path
 
 
@@ -147,12 +154,39 @@ def test_config_files_parse_and_keep_the_description(baked):
     assert description in (root / "README.md").read_text(encoding="utf-8")
 
 
-def test_requirements_pin_the_runtime(baked, runtime_requirement):
+def test_requirements_pin_the_runtime(baked):
     _, root = baked
     lines = (root / "requirements.txt").read_text().splitlines()
-    assert lines[0] == runtime_requirement
+    assert lines[0] == f"./{WHEEL}"
+    # the vendored wheel is the runtime of this working tree, template included
+    with zipfile.ZipFile(root / WHEEL) as wheel:
+        names = set(wheel.namelist())
+        src = ROOT / "runtime" / "src" / "label_studio_ml"
+        for module in src.glob("*.py"):
+            assert wheel.read(f"label_studio_ml/{module.name}") == module.read_bytes(), module.name
+        assert "label_studio_ml/template/cookiecutter.json" in names
+        info = f"lsml_runtime-{RUNTIME_VERSION}.dist-info"
+        assert f"Version: {RUNTIME_VERSION}\n" in wheel.read(f"{info}/METADATA").decode()
+        assert "label-studio-ml = label_studio_ml.cli:main" in wheel.read(f"{info}/entry_points.txt").decode()
+        assert not [n for n in names if "__pycache__" in n or n.endswith(".pyc")]
     assert any(line.lower().startswith("uwsgi") for line in lines)
     assert any(line.startswith("supervisor") for line in lines)
+
+
+def test_vendored_wheel_is_reproducible(bake, tmp_path):
+    """The same runtime gives the same bytes, so cruft update sees no change in vendor/."""
+    first = bake().project_path / WHEEL
+    copy = tmp_path / "first.whl"
+    copy.write_bytes(first.read_bytes())
+    assert (bake().project_path / WHEEL).read_bytes() == copy.read_bytes()
+
+
+def test_runtime_requirement_answer_replaces_the_wheel(bake):
+    result = bake(_runtime_requirement="lsml-runtime==0.1.0")
+    assert result.exit_code == 0, result.exception
+    root = result.project_path
+    assert (root / "requirements.txt").read_text().splitlines()[0] == "lsml-runtime==0.1.0"
+    assert not list((root / "vendor").glob("*.whl"))
 
 
 def test_ruff_clean(baked, run, tool):

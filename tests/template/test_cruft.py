@@ -6,7 +6,8 @@ import subprocess
 
 import pytest
 
-TEMPLATE_PARTS = ["cookiecutter.json", "hooks", "{{cookiecutter.backend_name}}"]
+# the template repository as published: the template plus the runtime it vendors
+TEMPLATE_PARTS = ["cookiecutter.json", "hooks", "{{cookiecutter.backend_name}}", "runtime"]
 
 
 def git(*args, cwd):
@@ -37,14 +38,17 @@ def template_repo(tmp_path, template_dir):
     return repo
 
 
-def test_cruft_create_check_and_update_keep_model_py(template_repo, tmp_path, tool, run, runtime_requirement):
+def test_cruft_create_check_and_update_keep_model_py(template_repo, tmp_path, tool, run):
     out = tmp_path / "out"
     out.mkdir()
-    extra = json.dumps({"backend_name": "cruft_backend", "_runtime_requirement": runtime_requirement})
+    extra = json.dumps({"backend_name": "cruft_backend"})
     run([tool("cruft"), "create", str(template_repo), "--no-input", "--extra-context", extra], cwd=out)
     project = out / "cruft_backend"
     assert (project / ".cruft.json").is_file()
     assert (project / "model.py").is_file() and not (project / "example_model.py").exists()
+    wheels = sorted((project / "vendor").glob("*.whl"))
+    assert len(wheels) == 1, "the runtime is vendored from the template repository's runtime/"
+    wheel_bytes = wheels[0].read_bytes()
     run([tool("cruft"), "check"], cwd=project)
 
     # The user edits the model and commits; the template moves on.
@@ -59,4 +63,5 @@ def test_cruft_create_check_and_update_keep_model_py(template_repo, tmp_path, to
     run([tool("cruft"), "update", "--skip-apply-ask", "--allow-untracked-files"], cwd=project)
     assert "A template improvement." in (project / "README.md").read_text()
     assert (project / "model.py").read_text().startswith("# my own model\n")
+    assert wheels[0].read_bytes() == wheel_bytes, "the same runtime: the same vendored wheel"
     run([tool("cruft"), "check"], cwd=project)

@@ -1,6 +1,7 @@
 """``label-studio-ml``: create, serve and train backends.
 
-* ``label-studio-ml init NAME [--script PATH[:Class]] [--force] [--root-dir DIR]``
+* ``label-studio-ml init NAME [--script PATH[:Class]] [--force] [--root-dir DIR]
+  [--runtime-requirement REQ]``
 * ``label-studio-ml start DIR [--host H] [--port P] [--with k=v ...] [--debug]``
 * ``label-studio-ml worker DIR [--burst] [--queue NAME]``
 """
@@ -86,6 +87,12 @@ def cmd_init(args: argparse.Namespace) -> int:
     if args.runtime_requirement:
         context["_runtime_requirement"] = args.runtime_requirement
     os.environ.setdefault("LSML_RUNTIME_SRC", str(Path(__file__).resolve().parents[1]))
+    # cookiecutter logs a failed hook with its traceback; the hook's own ERROR line says it all
+    quiet = logging.getLogger("cookiecutter")
+    handler = logging.NullHandler()
+    propagate = quiet.propagate
+    quiet.addHandler(handler)
+    quiet.propagate = False
     try:
         out = cookiecutter(
             str(template),
@@ -98,6 +105,9 @@ def cmd_init(args: argparse.Namespace) -> int:
         return 1  # the hook printed one "ERROR: ..." line already
     except CookiecutterException as exc:
         return _fail(f"{exc}", 1)
+    finally:
+        quiet.removeHandler(handler)
+        quiet.propagate = propagate
     print(f"Created {out}")
     return 0
 
@@ -202,7 +212,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--script", "--from", dest="script", help="model script, PATH or PATH:Class")
     p.add_argument("--force", action="store_true", help="overwrite an existing directory")
     p.add_argument("--root-dir", default=".", help="where to create the backend (default: .)")
-    p.add_argument("--runtime-requirement", help=argparse.SUPPRESS)
+    p.add_argument(
+        "--runtime-requirement",
+        metavar="REQUIREMENT",
+        help="first line of the generated requirements.txt instead of the vendored runtime wheel "
+        "(default: vendor/lsml_runtime-<version>-py3-none-any.whl, this runtime; e.g. "
+        "lsml-runtime==0.1.0 from your own package index)",
+    )
     p.set_defaults(func=cmd_init)
 
     p = sub.add_parser("start", help="serve a backend directory (development server)")

@@ -8,18 +8,22 @@ Markers (an HTML comment on the line before a fenced block):
   ``/health`` and stops it at the end;
 * ``<!-- test: compose -->``: ``docker-compose up``. There is no Docker engine here, so the test
   validates the generated ``docker-compose.yml`` against the Compose specification instead;
+* ``<!-- test: checkout REASON -->``: ``git clone`` of the template repository. There is no
+  network here but PyPI, so the test makes the same directory from this working tree (its
+  tracked and untracked files, what a clone of it holds plus uncommitted work);
 * ``<!-- test: skip REASON -->``: not run (Label Studio's own commands; tests/labelstudio runs a
   real Label Studio).
 
-Every bash block must carry a marker. The public URLs of the template and the runtime are
-replaced by this checkout (no internet), and port 9090 by a free port. The runtime is installed
-into a new virtualenv in the temporary directory with the tutorial's own ``pip install``.
+Every bash block must carry a marker. The commands run as written, except that port 9090 becomes
+a free port. The runtime is installed into a new virtualenv in the temporary directory with the
+tutorial's own ``pip install``; nothing else of this working tree is on the path.
 """
 
 from __future__ import annotations
 
 import os
 import re
+import shutil
 import signal
 import socket
 import subprocess
@@ -33,14 +37,20 @@ import requests
 ROOT = Path(__file__).resolve().parents[2]
 TUTORIAL = ROOT / "docs" / "tutorial.md"
 BLOCK = re.compile(r"(?:<!-- test: (\w+)(?: ([^>]*?))? -->\n)?```(\w+)\n(.*?)^```", re.S | re.M)
-SUBSTITUTIONS = [
-    # the published runtime and template -> this checkout
-    (
-        "git+https://github.com/org/lsml-template@v0.1.0#subdirectory=runtime",
-        f"file://{ROOT / 'runtime'}",
-    ),
-    ("https://github.com/org/lsml-template", str(ROOT)),
-]
+CLONE = "git clone https://github.com/org/lsml-template"
+
+
+def checkout(target: Path) -> None:
+    """What ``git clone`` of this repository makes: its tracked and untracked (not ignored) files."""
+    listed = subprocess.run(
+        ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
+        cwd=ROOT, capture_output=True, check=True,
+    ).stdout.decode()  # fmt: skip
+    for name in filter(None, listed.split("\0")):
+        source = ROOT / name
+        if source.is_file():
+            (target / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(source, target / name)
 
 
 def blocks():
@@ -53,8 +63,8 @@ def test_every_bash_block_is_marked():
     assert any(marker == "run" for marker, *_ in found)
     for marker, argument, language, body in found:
         if language == "bash":
-            assert marker in ("run", "serve", "compose", "skip"), f"unmarked bash block:\n{body}"
-        if marker == "skip":
+            assert marker in ("run", "serve", "compose", "skip", "checkout"), f"unmarked bash block:\n{body}"
+        if marker in ("skip", "checkout"):
             assert argument, f"a skipped block needs a reason:\n{body}"
 
 
@@ -82,10 +92,11 @@ def test_tutorial_commands_run(tmp_path):
     outputs, skipped = [], []
     try:
         for marker, argument, _, body in blocks():
-            for old, new in SUBSTITUTIONS:
-                body = body.replace(old, new)
             body = body.replace("9090", port)
-            if marker == "file":
+            if marker == "checkout":
+                assert body.strip() == CLONE, body
+                checkout(work / "lsml-template")
+            elif marker == "file":
                 (work / argument).write_text(body)
             elif marker == "run":
                 proc = subprocess.run(

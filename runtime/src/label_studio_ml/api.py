@@ -14,6 +14,7 @@ from flask import Blueprint, Flask, Response, current_app, request
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
 from . import __version__
+from .checks import check_model_dir, rq_workers, worker_warning
 from .gate import Gate
 from .label_config import LabelConfigError, parse_xml
 from .launch import init_app, model_kwargs_for, parse_kwargs
@@ -55,6 +56,7 @@ class Backend:
     def __init__(self, model_class: type, settings: Settings, model_kwargs: Optional[Dict[str, Any]]) -> None:
         self.model_class = model_class
         self.settings = settings
+        check_model_dir(settings.model_dir)  # refuse to start rather than answer 500s
         self.store = ModelStore(settings.model_dir)
         self.registry = ModelRegistry(
             model_class,
@@ -166,15 +168,27 @@ def _optional_str(body: Dict[str, Any], key: str) -> Optional[str]:
 @bp.get("/health")
 def health() -> Response:
     backend = _backend()
-    return _json(
-        {
-            "status": "UP",
-            "model_class": backend.model_class.__name__,
-            "mode": backend.trainer.mode,
-            "runtime_version": __version__,
-            "models": backend.registry.state(),
-        }
-    )
+    body: Dict[str, Any] = {
+        "status": "UP",
+        "model_class": backend.model_class.__name__,
+        "mode": backend.trainer.mode,
+        "runtime_version": __version__,
+        "models": backend.registry.state(),
+    }
+    if isinstance(backend.trainer, RQTrainer):
+        body["workers"] = rq_workers(backend.trainer.redis, backend.settings.rq_queue_name)
+        warning = _worker_warning(backend)
+        if warning:
+            body["warning"] = warning
+    return _json(body)
+
+
+def _worker_warning(backend: Backend) -> Optional[str]:
+    """Production mode: why queued training would never run (no worker, no Redis), else None."""
+    if not isinstance(backend.trainer, RQTrainer):
+        return None
+    settings = backend.settings
+    return worker_warning(backend.trainer.redis, settings.rq_queue_name, settings.redis_url or "")
 
 
 @bp.post("/setup")
@@ -332,6 +346,10 @@ def _status(pid: str) -> Dict[str, Any]:
     status = dict(backend.trainer.reconcile(pid, status))  # a run whose process is gone: interrupted
     if status.get("pending_job_id") and status["status"] not in ("running", "queued"):
         status["status"] = "queued"
+    if status["status"] == "queued":
+        warning = _worker_warning(backend)
+        if warning:
+            status["warning"] = warning
     status["project"] = pid
     status["served_version"] = backend.store.latest(pid)
     status["versions"] = backend.store.versions(pid)

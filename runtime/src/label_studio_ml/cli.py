@@ -134,12 +134,20 @@ def cmd_start(args: argparse.Namespace) -> int:
             return _fail(f"{directory / module_name}.py defines no 'app': uWSGI serves wsgi:app.")
     except (SettingsError, ValueError) as exc:
         return _fail(str(exc))
+    settings = app.extensions["lsml"].settings
     mode = (
         "production (training on RQ workers)"
-        if app.extensions["lsml"].settings.production
+        if settings.production
         else "development (training in a background thread)"
     )
     print(f"Serving {directory.name} on http://{args.host}:{args.port} in {mode} mode", flush=True)
+    if settings.production:
+        from .checks import worker_warning
+
+        trainer = app.extensions["lsml"].trainer
+        warning = worker_warning(trainer.redis, settings.rq_queue_name, settings.redis_url or "")
+        if warning:
+            print(f"WARNING: REDIS_URL is set; {warning}.", file=sys.stderr, flush=True)
     app.run(host=args.host, port=args.port, debug=args.debug, threaded=True, use_reloader=False)
     return 0
 
@@ -159,6 +167,12 @@ def cmd_worker(args: argparse.Namespace) -> int:
             "REDIS_URL is not set: a worker needs the Redis the API enqueues to "
             "(e.g. REDIS_URL=redis://localhost:6379/0)."
         )
+    from .checks import check_model_dir
+
+    try:
+        check_model_dir(settings.model_dir)  # the worker writes the versions
+    except SettingsError as exc:
+        return _fail(str(exc))
     from redis import Redis
     from rq import Queue, Worker
 

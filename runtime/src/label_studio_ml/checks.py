@@ -1,0 +1,99 @@
+"""Startup and health checks that turn silent dead ends into a message where the user looks.
+
+* :func:`check_model_dir`: ``MODEL_DIR`` must be a directory this user can write (checked with
+  ``os.access`` and a real write), else the API and the worker refuse to start;
+* :func:`rq_workers` / :func:`worker_warning`: in production mode, whether any RQ worker
+  consumes the training queue (``/health``, ``/training`` and ``start`` say so when none does).
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+from typing import Any, Optional
+
+from .settings import SettingsError
+
+
+def _user() -> str:
+    uid = os.getuid() if hasattr(os, "getuid") else -1
+    try:
+        import pwd
+
+        name = pwd.getpwuid(uid).pw_name
+    except (ImportError, KeyError):
+        name = os.environ.get("USER") or os.environ.get("USERNAME") or "?"
+    return f"{name} (uid {uid})"
+
+
+def check_model_dir(raw: str) -> Path:
+    """Create ``MODEL_DIR`` if needed and prove this process can write there; returns it.
+
+    Raises :class:`SettingsError` naming the directory, the user and the reason.
+    """
+    path = Path(raw).expanduser().resolve()
+
+    def refuse(reason: str) -> SettingsError:
+        return SettingsError(
+            f"MODEL_DIR={raw!r} ({path}) is not writable by user {_user()}: {reason}. "
+            "Make it a directory this user can write (e.g. chown it, or mount a writable volume "
+            "there), or set MODEL_DIR to one"
+        )
+
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except FileExistsError as exc:
+        raise refuse(f"{exc.filename or path} exists and is not a directory") from exc
+    except NotADirectoryError as exc:
+        raise refuse(f"a parent of it is a file, not a directory ({exc.strerror})") from exc
+    except OSError as exc:
+        raise refuse(f"cannot create it ({exc.strerror or exc})") from exc
+    if not path.is_dir():
+        raise refuse("it is not a directory")
+    if not os.access(path, os.W_OK | os.X_OK):
+        raise refuse("no write permission")
+    try:  # os.access trusts mode bits; a read-only mount or an ACL only shows on a real write
+        with tempfile.NamedTemporaryFile(dir=path, prefix=".lsml-write-check-"):
+            pass
+    except OSError as exc:
+        raise refuse(f"a test write failed ({exc.strerror or exc})") from exc
+    return path
+
+
+def rq_workers(connection: Any, queue_name: str) -> Optional[int]:
+    """How many RQ workers listen on ``queue_name`` (their registry); None if Redis is down."""
+    from redis.exceptions import RedisError
+    from rq import Queue
+    from rq.worker_registration import get_keys
+
+    try:
+        keys = sorted(get_keys(queue=Queue(queue_name, connection=connection)))
+        if not keys:
+            return 0
+        # a worker's own key expires when its heartbeat stops (a killed worker leaves the set)
+        with connection.pipeline() as pipe:
+            for key in keys:
+                pipe.exists(key)
+            return sum(bool(n) for n in pipe.execute())
+    except (RedisError, OSError):
+        return None
+
+
+def worker_warning(connection: Any, queue_name: str, redis_url: str) -> Optional[str]:
+    """One sentence when training jobs would wait forever, else None."""
+    from .training import _safe_url
+
+    count = rq_workers(connection, queue_name)
+    if count is None:
+        return (
+            f"Redis at {_safe_url(redis_url)} does not answer: training cannot be queued "
+            "(REDIS_URL is set, so this backend runs in production mode)"
+        )
+    if count == 0:
+        return (
+            f"no RQ worker consumes queue {queue_name!r} on {_safe_url(redis_url)}: training jobs "
+            "stay queued until one starts (label-studio-ml worker <backend dir>, or supervisord); "
+            "unset REDIS_URL for development mode, which trains in the API process"
+        )
+    return None

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 import tomllib
 import yaml
+from supervisor import events
 from supervisor.options import ServerOptions
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -37,6 +38,8 @@ SUPPORTED = [
 
 FILES = {
     ".dockerignore",
+    ".github/workflows/ci.yml",
+    ".pre-commit-config.yaml",
     ".env.example",
     ".gitattributes",
     ".gitignore",
@@ -55,6 +58,7 @@ FILES = {
     "tests/label_config.xml",
     "tests/test_api.py",
     "tests/test_example_model.py",
+    "tests/test_production.py",
     "tests/test_server.py",
     "uwsgi.ini",
     "vendor/README.md",
@@ -190,11 +194,31 @@ def test_runtime_requirement_answer_replaces_the_wheel(bake):
 
 
 def test_ruff_clean(baked, run, tool):
-    answers, root = baked
-    # A user's script is theirs: it is linted by their rules, not ours.
-    extra = ["--extend-exclude", "model.py"] if answers.get("script") else []
-    run([tool("ruff"), "check", "--no-cache", *extra, "."], cwd=root)
-    run([tool("ruff"), "format", "--check", "--no-cache", *extra, "."], cwd=root)
+    # the commands of the generated CI workflow; a user's script is excluded by pyproject.toml
+    _, root = baked
+    run([tool("ruff"), "check", "--no-cache", "."], cwd=root)
+    run([tool("ruff"), "format", "--check", "--no-cache", "."], cwd=root)
+
+
+def test_ci_workflow_validates(baked, run, tool):
+    _, root = baked
+    workflow = root / ".github" / "workflows" / "ci.yml"
+    run([tool("check-jsonschema"), "--builtin-schema", "vendor.github-workflows", str(workflow)], cwd=root)
+    steps = yaml.safe_load(workflow.read_text())["jobs"]["test"]["steps"]
+    runs = [step.get("run") for step in steps]
+    assert "ruff check ." in runs and "ruff format --check ." in runs and "python -m pytest" in runs
+
+
+def test_pre_commit_runs_the_pinned_ruff(baked):
+    _, root = baked
+    config = yaml.safe_load((root / ".pre-commit-config.yaml").read_text())
+    (repo,) = config["repos"]
+    assert repo["repo"] == "https://github.com/astral-sh/ruff-pre-commit"
+    assert [hook["id"] for hook in repo["hooks"]] == ["ruff-check", "ruff-format"]
+    pins = dict(
+        line.split("==") for line in (root / "requirements-test.txt").read_text().splitlines() if "==" in line
+    )
+    assert repo["rev"] == f"v{pins['ruff']}", "pre-commit and CI run the same ruff"
 
 
 def test_dockerfile_passes_hadolint(baked, run, tool):
@@ -224,8 +248,14 @@ def test_supervisord_conf_loads(baked):
     _, root = baked
     options = ServerOptions()
     options.realize(args=["-c", str(root / "supervisord.conf")])
-    programs = {p.name: p for group in options.process_group_configs for p in group.process_configs}
-    assert set(programs) == {"uwsgi", "rq"}
+    groups = {group.name: group for group in options.process_group_configs}
+    assert set(groups) == {"uwsgi", "rq", "fatal"}
+    listener = groups.pop("fatal")
+    assert listener.pool_events == [events.EventTypes.PROCESS_STATE_FATAL]
+    assert listener.process_configs[0].command == f"python -m label_studio_ml.supervise {root}/logs"
+    programs = {p.name: p for group in groups.values() for p in group.process_configs}
+    for program in programs.values():  # a few quick failures, then the listener reports and stops
+        assert program.startsecs == 10 and program.startretries == 3
     assert programs["uwsgi"].command == "uwsgi --ini uwsgi.ini"
     assert programs["rq"].command == "label-studio-ml worker ."
     for name, program in programs.items():

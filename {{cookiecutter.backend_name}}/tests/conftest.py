@@ -1,5 +1,6 @@
 """Fixtures: the backend's Flask app (development mode, a fresh model store per test)."""
 
+import inspect
 import time
 import xml.etree.ElementTree as ET
 from pathlib import Path
@@ -106,3 +107,42 @@ def wait_for_new_version(client, old, timeout=30.0):
             return version
         time.sleep(0.1)
     raise AssertionError(f"no new model version within {timeout} s (still {old!r})")
+
+
+def model_class():
+    """The model class wsgi.py serves."""
+    from label_studio_ml.model import LabelStudioMLBase
+
+    import wsgi
+
+    found = [
+        obj
+        for obj in vars(wsgi).values()
+        if inspect.isclass(obj)
+        and issubclass(obj, LabelStudioMLBase)
+        and obj is not LabelStudioMLBase
+    ]
+    assert len(found) == 1, found
+    return found[0]
+
+
+def start_training(client, cls):
+    """Ask for a training run the way Label Studio does for this model's style of fit()."""
+    first = next(iter(inspect.signature(cls.fit).parameters), "")
+    if first == "event":  # current style: fit(event, data)
+        response = client.post(
+            "/webhook",
+            json={"action": "START_TRAINING", "project": {"id": 1, "label_config": LABEL_CONFIG}},
+        )
+    else:  # seed style: fit(annotations); /train carries the annotated tasks
+        label = sorted(config_labels())[0]
+        response = client.post(
+            "/train",
+            json={
+                "annotations": [annotated_task(i, label) for i in range(1, 4)],
+                "project": PROJECT,
+                "label_config": LABEL_CONFIG,
+            },
+        )
+    assert response.status_code in (200, 201), response.get_data(as_text=True)
+    return response

@@ -1,34 +1,17 @@
 """The model behind the HTTP API, the way Label Studio calls it."""
 
-import inspect
-
 import pytest
 from label_studio_ml.model import LabelStudioMLBase
 
 from conftest import (
-    LABEL_CONFIG,
-    PROJECT,
-    annotated_task,
     config_labels,
+    model_class,
     predict,
     sample_task,
     setup_version,
+    start_training,
     wait_for_new_version,
 )
-
-
-def model_class():
-    import wsgi
-
-    found = [
-        obj
-        for obj in vars(wsgi).values()
-        if inspect.isclass(obj)
-        and issubclass(obj, LabelStudioMLBase)
-        and obj is not LabelStudioMLBase
-    ]
-    assert len(found) == 1, found
-    return found[0]
 
 
 def test_health(client):
@@ -59,21 +42,5 @@ def test_training_produces_a_new_version(client):
     if cls.fit is LabelStudioMLBase.fit:
         pytest.skip(f"{cls.__name__} does not define fit()")
     before = setup_version(client)
-    first = next(iter(inspect.signature(cls.fit).parameters), "")
-    if first == "event":  # current style: fit(event, data)
-        response = client.post(
-            "/webhook",
-            json={"action": "START_TRAINING", "project": {"id": 1, "label_config": LABEL_CONFIG}},
-        )
-    else:  # seed style: fit(annotations); /train carries the annotated tasks
-        label = sorted(config_labels())[0]
-        response = client.post(
-            "/train",
-            json={
-                "annotations": [annotated_task(i, label) for i in range(1, 4)],
-                "project": PROJECT,
-                "label_config": LABEL_CONFIG,
-            },
-        )
-    assert response.status_code in (200, 201), response.get_data(as_text=True)
+    start_training(client, cls)
     assert wait_for_new_version(client, before) != before

@@ -111,6 +111,11 @@ def wire_class(model_class: str) -> None:
     text = re.sub(r"^from model import \w+$", f"from model import {model_class}", text, flags=re.M)
     text = re.sub(r"create_app\(\w+,", f"create_app({model_class},", text)
     wsgi.write_text(text, encoding="utf-8")
+    readme = Path("README.md")
+    if readme.is_file():  # "(class `NewModel`, served by wsgi.py)": name the class it serves
+        text = readme.read_text(encoding="utf-8")
+        text = re.sub(r"\(class `\w+`, served by", f"(class `{model_class}`, served by", text, count=1)
+        readme.write_text(text, encoding="utf-8")
 
 
 def write_label_config(handoff: dict) -> bool:

@@ -1,8 +1,10 @@
 """Configuration from the environment, parsed and validated once.
 
 This module is the only place the runtime reads its environment. Every variable a user sets is
-named in :data:`ENV_VARS`; ``docs/runtime.md`` and the generated ``.env.example`` list the same
-set. Two more are read here and not documented there: ``PROMETHEUS_MULTIPROC_DIR`` (set by the
+named in :data:`ENV_VARS`, with its default; ``tests/examples/test_docs_env.py`` derives its checks
+from it: ``docs/runtime.md`` and the generated ``.env.example``, ``docker-compose.yml``,
+``Dockerfile`` and README list the same variables with the same defaults (a new variable only
+needs listing there). Two more are read here and not documented there: ``PROMETHEUS_MULTIPROC_DIR`` (set by the
 generated ``supervisord.conf``) and ``LSML_LOCK_TTL`` (tests shorten the training run lock).
 
 Also here, because every process needs them the same way: the Redis URL built from a host and

@@ -46,3 +46,9 @@ def test_variables_md_shows_what_plain_cookiecutter_prints(tmp_path, tool):
     assert positions == sorted(positions), f"the real output has another order:\n{proc.stdout}"
     assert positions[0] == 0, "the hook's ERROR line comes first"
     assert seen[-1] == expected[-1]
+
+
+def test_init_help_shows_the_runtime_requirement_option(tool):
+    out = subprocess.run([tool("label-studio-ml"), "init", "--help"], capture_output=True, text=True)
+    assert out.returncode == 0
+    assert "--runtime-requirement REQUIREMENT" in out.stdout and "vendor/" in out.stdout

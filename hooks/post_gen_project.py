@@ -215,7 +215,10 @@ def source_files(project: Path) -> tuple[dict, dict[str, bytes]]:
     lines += [f"Requires-Dist: {dep}" for dep in info.get("dependencies", [])]
     for extra, deps in info.get("optional-dependencies", {}).items():
         lines.append(f"Provides-Extra: {extra}")
-        lines += [f'Requires-Dist: {dep}; extra == "{extra}"' for dep in deps]
+        for dep in deps:
+            spec, _, marker = dep.partition(";")
+            marker = f"({marker.strip()}) and " if marker.strip() else ""
+            lines.append(f'Requires-Dist: {spec.strip()}; {marker}extra == "{extra}"')
     readme = project / str(info.get("readme", "README.md"))
     body = readme.read_text(encoding="utf-8") if readme.is_file() else ""
     lines.append("Description-Content-Type: text/markdown")

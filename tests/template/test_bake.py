@@ -13,6 +13,8 @@ from pathlib import Path
 import pytest
 import tomllib
 import yaml
+from packaging.markers import Marker
+from packaging.requirements import Requirement
 from supervisor import events
 from supervisor.options import ServerOptions
 
@@ -173,7 +175,22 @@ def test_requirements_pin_the_runtime(baked):
             assert wheel.read(f"label_studio_ml/{module.name}") == module.read_bytes(), module.name
         assert "label_studio_ml/template/cookiecutter.json" in names
         info = f"lsml_runtime-{RUNTIME_VERSION}.dist-info"
-        assert f"Version: {RUNTIME_VERSION}\n" in wheel.read(f"{info}/METADATA").decode()
+        metadata = wheel.read(f"{info}/METADATA").decode()
+        assert f"Version: {RUNTIME_VERSION}\n" in metadata
+        # every dependency line is valid and says what runtime/pyproject.toml says
+        project = tomllib.loads((ROOT / "runtime" / "pyproject.toml").read_text())["project"]
+        requires = {
+            str(Requirement(line.split(": ", 1)[1]))
+            for line in metadata.splitlines()
+            if line.startswith("Requires-Dist: ")
+        }
+        wanted = {str(Requirement(dep)) for dep in project["dependencies"]}
+        for extra, deps in project["optional-dependencies"].items():
+            for dep in map(Requirement, deps):
+                marker = f"({dep.marker}) and " if dep.marker else ""
+                dep.marker = Marker(f'{marker}extra == "{extra}"')
+                wanted.add(str(dep))
+        assert requires == wanted
         assert "label-studio-ml = label_studio_ml.cli:main" in wheel.read(f"{info}/entry_points.txt").decode()
         assert not [n for n in names if "__pycache__" in n or n.endswith(".pyc")]
     assert any(line.lower().startswith("uwsgi") for line in lines)

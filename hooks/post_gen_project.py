@@ -8,6 +8,7 @@ Reads (and deletes) ``.lsml-pregen.json``, written by pre_gen_project.py.
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
 import json
 import os
@@ -133,6 +134,9 @@ VENDOR = Path("vendor")
 DIST = "lsml-runtime"
 ZIP_DATE = (1980, 1, 1, 0, 0, 0)
 SKIPPED_INFO = {"RECORD", "INSTALLER", "REQUESTED", "direct_url.json"}
+# The runtime wheel bundles the template for label-studio-ml init; a backend does not need it,
+# and leaving it out means a template change alone never changes vendor/.
+BUNDLED_TEMPLATE = "label_studio_ml/template/"
 
 
 class HookError(Exception):
@@ -143,11 +147,10 @@ def find_runtime() -> tuple[str, Path] | None:
     """Where the runtime that generates this repo lives: ("source", <project dir with
     pyproject.toml>) or ("installed", <its .dist-info dir>); None when nowhere."""
     # 1. the template's own checkout or clone: <template repo>/runtime (cookiecutter, cruft)
-    for repo in (CONTEXT.get("_repo_dir"), CONTEXT.get("_template")):
-        if repo and "://" not in str(repo):
-            project = Path(str(repo)).expanduser().resolve() / "runtime"
-            if (project / "pyproject.toml").is_file():
-                return "source", project
+    for repo in template_dirs():
+        project = repo / "runtime"
+        if (project / "pyproject.toml").is_file() and (repo / "cookiecutter.json").is_file():
+            return "source", project
     # 2. label-studio-ml init says where its package lives; 3. the hook's own interpreter
     places = [os.environ["LSML_RUNTIME_SRC"]] if os.environ.get("LSML_RUNTIME_SRC") else []
     places += [p for p in sys.path if p and Path(p).is_dir()]
@@ -156,6 +159,30 @@ def find_runtime() -> tuple[str, Path] | None:
         if found:
             return found
     return None
+
+
+def template_dirs() -> list[Path]:
+    """Where the template being rendered may be, the surest first."""
+    found = []
+    # cookiecutter (and cruft, which renders a clone at the commit it diffs) runs hooks from the
+    # template directory, with the project as the hook's cwd: the parent's cwd is the template
+    proc = Path(f"/proc/{os.getppid()}/cwd")
+    with contextlib.suppress(OSError):
+        found.append(proc.resolve(strict=True))
+    template = str(CONTEXT.get("_template") or "")
+    for repo in (CONTEXT.get("_repo_dir"), template):
+        if repo and "://" not in str(repo) and not str(repo).startswith("git@"):
+            found.append(Path(str(repo)).expanduser().resolve())
+    if template:  # a URL cookiecutter cloned into its cookiecutters_dir
+        try:
+            from cookiecutter.config import get_user_config
+
+            clones = Path(get_user_config()["cookiecutters_dir"]).expanduser()
+            name = template.rstrip("/").rsplit("/", 1)[-1].rsplit(":", 1)[-1]
+            found.append(clones / (name[:-4] if name.endswith(".git") else name))
+        except Exception:  # noqa: BLE001 - no cookiecutter config: nothing to add
+            pass
+    return found
 
 
 def installed_runtime(place: Path) -> tuple[str, Path] | None:
@@ -259,6 +286,7 @@ def build_wheel(meta: dict, files: dict[str, bytes], out_dir: Path) -> Path:
     """A reproducible py3-none-any wheel: sorted entries, fixed dates, a fresh RECORD."""
     stem = wheel_stem(meta["name"], meta["version"])
     distinfo = f"{stem}.dist-info"
+    files = {arc: data for arc, data in files.items() if not arc.startswith(BUNDLED_TEMPLATE)}
     record = []
     for arc in sorted(files):
         digest = base64.urlsafe_b64encode(hashlib.sha256(files[arc]).digest()).rstrip(b"=")

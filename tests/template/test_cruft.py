@@ -3,6 +3,7 @@
 import json
 import shutil
 import subprocess
+import zipfile
 
 import pytest
 
@@ -65,3 +66,15 @@ def test_cruft_create_check_and_update_keep_model_py(template_repo, tmp_path, to
     assert (project / "model.py").read_text().startswith("# my own model\n")
     assert wheels[0].read_bytes() == wheel_bytes, "the same runtime: the same vendored wheel"
     run([tool("cruft"), "check"], cwd=project)
+
+    # The runtime moves on: the update brings the new wheel (a binary diff cruft applies).
+    git("add", "-A", cwd=project)
+    git("commit", "-q", "-m", "updated", cwd=project)
+    init = template_repo / "runtime" / "src" / "label_studio_ml" / "__init__.py"
+    init.write_text(init.read_text() + "# a runtime fix\n")
+    git("commit", "-q", "-am", "runtime fix", cwd=template_repo)
+    run([tool("cruft"), "update", "--skip-apply-ask", "--allow-untracked-files"], cwd=project)
+    (wheel,) = sorted((project / "vendor").glob("*.whl"))
+    with zipfile.ZipFile(wheel) as archive:
+        assert archive.read("label_studio_ml/__init__.py").decode().endswith("# a runtime fix\n")
+    assert (project / "model.py").read_text().startswith("# my own model\n")

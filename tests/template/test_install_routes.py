@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -20,7 +19,6 @@ import pytest
 from .install_check import ROOT, base_python, docker_build_steps, fresh_env, install_and_test, sh
 
 SEED = ROOT / "tests" / "template" / "data" / "seed_model.py"
-COOKIECUTTER = Path(sys.executable).parent / "cookiecutter"
 TEMPLATE_REPO_PARTS = ["cookiecutter.json", "hooks", "{{cookiecutter.backend_name}}", "runtime", "README.md"]
 
 pytestmark = pytest.mark.slow
@@ -35,6 +33,20 @@ def git(*args, cwd):
     )
 
 
+@pytest.fixture(scope="module")
+def cookiecutter_tool(tmp_path_factory) -> Path:
+    """cookiecutter from a venv of its own, as a user has it: no lsml-runtime installed there,
+    so the hook must find the runtime in the template it renders."""
+    requirements = (ROOT / "requirements-dev.txt").read_text().splitlines()
+    pin = next(line for line in requirements if line.startswith("cookiecutter=="))
+    venv = tmp_path_factory.mktemp("cookiecutter-venv") / "venv"
+    sh([base_python(), "-m", "venv", str(venv)], venv.parent, fresh_env())
+    sh([venv / "bin" / "pip", "install", "-q", pin], venv.parent, fresh_env())
+    probe = subprocess.run([venv / "bin" / "python", "-c", "import label_studio_ml"], capture_output=True)
+    assert probe.returncode != 0, "the cookiecutter venv must not have the runtime"
+    return venv / "bin" / "cookiecutter"
+
+
 def vendored(project: Path) -> Path:
     lines = (project / "requirements.txt").read_text().splitlines()
     wheels = list((project / "vendor").glob("lsml_runtime-*.whl"))
@@ -42,11 +54,11 @@ def vendored(project: Path) -> Path:
     return wheels[0]
 
 
-def test_cookiecutter_on_a_local_checkout(tmp_path):
+def test_cookiecutter_on_a_local_checkout(tmp_path, cookiecutter_tool):
     out = tmp_path / "out"
     out.mkdir()
     sh(
-        [COOKIECUTTER, str(ROOT), "--no-input", "backend_name=local_route", f"script={SEED}"],
+        [cookiecutter_tool, str(ROOT), "--no-input", "backend_name=local_route", f"script={SEED}"],
         out,
         fresh_env(),
     )
@@ -55,7 +67,7 @@ def test_cookiecutter_on_a_local_checkout(tmp_path):
     install_and_test(project, tmp_path)
 
 
-def test_cookiecutter_on_the_template_git_url(tmp_path):
+def test_cookiecutter_on_the_template_git_url(tmp_path, cookiecutter_tool):
     if shutil.which("git") is None:
         pytest.skip("git is not installed")
     repo = tmp_path / "lsml-template"
@@ -75,7 +87,7 @@ def test_cookiecutter_on_the_template_git_url(tmp_path):
     out = tmp_path / "out"
     out.mkdir()
     env = fresh_env(COOKIECUTTER_CONFIG=str(config))
-    sh([COOKIECUTTER, f"git+file://{repo}", "--no-input", "backend_name=git_route"], out, env)
+    sh([cookiecutter_tool, f"git+file://{repo}", "--no-input", "backend_name=git_route"], out, env)
     assert (tmp_path / "clones" / "lsml-template" / "runtime").is_dir(), "cookiecutter cloned the repo"
     project = out / "git_route"
     vendored(project)

@@ -4,8 +4,9 @@ This module is the only place the runtime reads its environment. Every variable 
 named in :data:`ENV_VARS`, with its default; ``tests/examples/test_docs_env.py`` derives its checks
 from it: ``docs/runtime.md`` and the generated ``.env.example``, ``docker-compose.yml``,
 ``Dockerfile`` and README list the same variables with the same defaults (a new variable only
-needs listing there). Two more are read here and not documented there: ``PROMETHEUS_MULTIPROC_DIR`` (set by the
-generated ``supervisord.conf``) and ``LSML_LOCK_TTL`` (tests shorten the training run lock).
+needs listing there). Two more are read here and not documented there:
+``PROMETHEUS_MULTIPROC_DIR`` (set by the generated ``supervisord.conf``) and ``LSML_LOCK_TTL``
+(tests shorten the training run lock).
 
 Also here, because every process needs them the same way: the Redis URL built from a host and
 a port (:func:`redis_url_from`), and the list of secrets to cut from messages

@@ -17,14 +17,14 @@ from .settings import SettingsError
 
 
 def _user() -> str:
+    """``name (uid N)`` of this process, from the password database (not the environment)."""
     uid = os.getuid() if hasattr(os, "getuid") else -1
     try:
         import pwd
 
-        name = pwd.getpwuid(uid).pw_name
+        return f"{pwd.getpwuid(uid).pw_name} (uid {uid})"
     except (ImportError, KeyError):
-        name = os.environ.get("USER") or os.environ.get("USERNAME") or "?"
-    return f"{name} (uid {uid})"
+        return f"uid {uid}"
 
 
 def check_model_dir(raw: str) -> Path:

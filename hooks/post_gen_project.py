@@ -103,6 +103,31 @@ def add_sdk_requirement(handoff: dict) -> str:
     return requirement
 
 
+REQUIREMENT_NAME = re.compile(r"^\s*([A-Za-z0-9][A-Za-z0-9._-]*)")
+
+
+def normalized(name: str) -> str:
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def undeclared_imports(handoff: dict) -> list[str]:
+    """The script's third-party imports whose distribution requirements.txt does not name,
+    as ``"sklearn (scikit-learn)"`` or ``"numpy"``."""
+    imports = handoff.get("imports") or {}
+    if not imports or handoff.get("keep_model"):
+        return []
+    listed = {
+        normalized(match.group(1))
+        for line in Path("requirements.txt").read_text(encoding="utf-8").splitlines()
+        if (match := REQUIREMENT_NAME.match(line))
+    }
+    return [
+        module if normalized(dist) == normalized(module) else f"{module} ({dist})"
+        for module, dist in imports.items()
+        if normalized(dist) not in listed
+    ]
+
+
 def wire_class(model_class: str) -> None:
     """Point wsgi.py at the detected class (the template renders the example's name)."""
     if not model_class:
@@ -368,6 +393,12 @@ def main() -> int:
     print(f"Created {name}/ with model.py from {origin}.")
     if added:
         print(f"Added to requirements.txt: {', '.join(added)}")
+    missing = undeclared_imports(handoff)
+    if missing:
+        print(
+            f"WARNING: model.py imports {', '.join(missing)}, which requirements.txt does not list: "
+            "add them, pinned, or the backend fails with ModuleNotFoundError on a fresh machine."
+        )
     if not using_example and not has_config:
         print(
             "NOTE: tests/label_config.xml is the example Image + Choices config; "

@@ -289,6 +289,45 @@ def uses_sdk(tree: ast.Module) -> bool:
     return False
 
 
+# Modules every generated backend installs with the runtime (its requirements.txt pins them).
+PROVIDED_MODULES = {
+    "label_studio_ml", "label_studio_sdk", "flask", "werkzeug", "rq", "redis", "orjson",
+    "prometheus_client", "uwsgi", "supervisor",
+}  # fmt: skip
+
+
+def third_party_imports(tree: ast.Module, script_dir: Path) -> dict:
+    """``{module: distribution}`` for the script's absolute imports that are neither the
+    standard library, nor provided by the runtime, nor files next to the script.
+
+    The distribution name comes from the installed packages where known (``sklearn`` ->
+    ``scikit-learn``), else it is the module's name. Python 3.9 has no list of the standard
+    library's modules: there the check is skipped (empty result).
+    """
+    stdlib = getattr(sys, "stdlib_module_names", None)
+    if stdlib is None:
+        return {}
+    names = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            names.update(alias.name.split(".")[0] for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            names.add(node.module.split(".")[0])
+    try:
+        from importlib.metadata import packages_distributions
+
+        dists = packages_distributions()
+    except Exception:  # noqa: BLE001 - a broken metadata entry must not stop generation
+        dists = {}
+    found = {}
+    for name in sorted(names):
+        local = (script_dir / f"{name}.py").is_file() or (script_dir / name).is_dir()
+        if name in stdlib or name in PROVIDED_MODULES or name == "__future__" or local:
+            continue
+        found[name] = (dists.get(name) or [name])[0]
+    return found
+
+
 def label_config_of(tree: ast.Module) -> str | None:
     """A labeling config the script carries: a module-level string or a docstring with <View>."""
     texts: list[str] = []
@@ -382,6 +421,7 @@ def inspect_script(raw: str, ctx: dict) -> dict:
         "label_config": label_config_of(tree),
         "needs_sdk": uses_sdk(tree),
         "sdk_requirement": SDK_REQUIREMENT,
+        "imports": third_party_imports(tree, script.parent),
         "requirements": str(requirements) if requirements.is_file() else "",
     }
 

@@ -123,3 +123,49 @@ def test_worker_shape_answers_are_validated(pre, answers, expected):
     good = {"backend_name": "ok_name", "port": "9090", "python_version": "3.12", "gpu": "no"}
     with pytest.raises(pre.HookError, match=expected.replace(".", r"\.")):
         pre.validate_answers({**good, "workers": "2", "threads": "4", **answers})
+
+
+UNDECLARED_SCRIPT = """
+import json
+import numpy as np
+from sklearn.linear_model import LogisticRegression
+import helpers
+from label_studio_ml.model import LabelStudioMLBase
+
+
+class Classifier(LabelStudioMLBase):
+    def predict(self, tasks, **kwargs):
+        import yaml  # imported inside a method: still a dependency
+        return []
+"""
+
+
+@pytest.mark.parametrize(
+    "sibling_requirements, expected",
+    [
+        (None, "numpy, sklearn (scikit-learn), yaml (PyYAML)"),
+        ("numpy==2.2.6\nPyYAML>=6\n", "sklearn (scikit-learn)"),
+        ("scikit_learn==1.9.1\nnumpy\npyyaml\n", None),
+    ],
+)
+def test_undeclared_third_party_imports_are_named(bake, tmp_path, capfd, sibling_requirements, expected):
+    """A script's third-party imports missing from requirements.txt get one WARNING line
+    (distribution names from the installed packages); stdlib, the runtime's own and sibling
+    modules never do."""
+    script_dir = tmp_path / "src"
+    script_dir.mkdir()
+    (script_dir / "model.py").write_text(UNDECLARED_SCRIPT)
+    (script_dir / "helpers.py").write_text("X = 1\n")
+    if sibling_requirements:
+        (script_dir / "requirements.txt").write_text(sibling_requirements)
+    result = bake(script=str(script_dir / "model.py"))
+    assert result.exit_code == 0, result.exception
+    out = capfd.readouterr().out
+    warnings = [line for line in out.splitlines() if line.startswith("WARNING: model.py imports")]
+    if expected is None:
+        assert warnings == [], out
+    else:
+        assert warnings == [
+            f"WARNING: model.py imports {expected}, which requirements.txt does not list: "
+            "add them, pinned, or the backend fails with ModuleNotFoundError on a fresh machine."
+        ], out

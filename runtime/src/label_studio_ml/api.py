@@ -6,8 +6,10 @@ as many as they like. Routes live in one Blueprint; every error is JSON.
 
 from __future__ import annotations
 
+import gc
 import logging
 import traceback
+from itertools import repeat
 from typing import Any, Dict, Optional
 
 from flask import Blueprint, Flask, Response, current_app, request
@@ -220,7 +222,7 @@ def predict() -> Response:
     tasks = body.get("tasks")
     if not isinstance(tasks, list) or not tasks:
         raise ApiError(400, "bad_request", "'tasks' must be a non-empty list of task objects")
-    if not all(isinstance(t, dict) for t in tasks):
+    if not all(map(isinstance, tasks, repeat(dict))):  # in C: ~15 µs per 1000 tasks
         raise ApiError(400, "bad_request", "every item of 'tasks' must be a JSON object")
     pid = project_id_of(body.get("project"))
     config = _optional_str(body, "label_config")
@@ -460,6 +462,26 @@ def create_app(
     app.register_error_handler(ApiError, _handle_api_error)
     app.register_error_handler(HTTPException, _handle_http)
     app.register_error_handler(Exception, _handle_other)
+    _freeze_startup_objects()  # before any model is built (preloading builds them in a thread)
     if settings.preload_models:
         backend.registry.start_preload()
     return app
+
+
+_frozen = False
+
+
+def _freeze_startup_objects() -> None:
+    """Move what exists once the first app is built (modules, classes, Flask's tables: objects
+    that live as long as the process) out of the garbage collector's sight (``gc.freeze``).
+
+    A 1000-task /predict allocates thousands of containers, which triggers full collections;
+    each walked the ~35,000 startup objects again: about 0.9 ms per such request. Only the first
+    app freezes: objects frozen are never collected if they become cyclic garbage, so models and
+    later apps (tests build many) stay collectable.
+    """
+    global _frozen
+    if not _frozen:
+        _frozen = True
+        gc.collect()
+        gc.freeze()

@@ -2,28 +2,36 @@
 """Soak: mixed /predict traffic against the supervisord deployment while training runs repeat.
 
 A backend is baked from the template (the seed tutorial's model, with a CPU-bound ``fit`` of
-``--fit-seconds``), its own supervisord.conf runs uWSGI (2 workers) and an RQ worker natively
-against the local Redis on a unique queue, with this venv's bin on PATH. For ``--minutes``:
+``--fit-seconds``), its own supervisord.conf runs uWSGI (2 workers, recycled by the generated
+uwsgi.ini's ``max-requests``/``reload-on-rss``) and an RQ worker natively against the local
+Redis on a unique queue, with this venv's bin on PATH. For ``--minutes``:
 
-* ``--concurrency`` clients send /predict with 1 to 1000 tasks (log-uniform sizes);
+* ``--concurrency`` keep-alive clients send /predict with 1 to 1000 tasks (log-uniform sizes);
 * every ``--train-every`` seconds a training run is requested (legacy /train with annotations);
-* every 5 s the RSS of every process of the deployment is sampled from /proc.
+* every 5 s the RSS of every process of the deployment is sampled from /proc (a uWSGI worker
+  slot is followed across its recycled pids, from uWSGI's log).
 
-Reported: error count (target 0), p50/p99 per ``--window`` seconds, the RSS of each process
-(uWSGI master and workers, RQ worker) after warm-up and at the end with its slope, training
-runs by outcome, and /metrics totals against the client's own count (multi-process sums).
+Reported: error count (target 0: a reset connection counts), p50/p99 per ``--window`` seconds,
+the workers recycled (by reason), training runs by outcome, /metrics totals against the
+client's own count (multi-process sums), and per process or worker slot the RSS after
+``--warmup`` with its least-squares slope. Verdict (exit status 1 when it fails): no error, and
+every RSS series bounded: slope <= ``--max-slope`` MB/min (0.1: a 0.6 MB/min leak fails) and
+no sample above the first minute after warm-up + ``--max-growth`` MB.
 
 Usage: .venv/bin/python bench/bench_soak.py [--minutes 5] [--json out.json]
+       [--uwsgi max-requests=2000]   (override a line of the generated uwsgi.ini)
 Needs: Redis on 127.0.0.1:6379 (REDIS_URL to override), cookiecutter, uWSGI, supervisor.
 """
 
 from __future__ import annotations
 
 import argparse
+import http.client
 import json
 import math
 import os
 import random
+import re
 import signal
 import socket
 import statistics
@@ -69,7 +77,7 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def http(method: str, url: str, body: Optional[bytes] = None, timeout: float = 120) -> Tuple[int, bytes]:
+def fetch(method: str, url: str, body: Optional[bytes] = None, timeout: float = 120) -> Tuple[int, bytes]:
     req = urllib.request.Request(url, data=body, method=method, headers={"Content-Type": "application/json"})
     try:
         with urllib.request.urlopen(req, timeout=timeout) as r:
@@ -114,19 +122,34 @@ def rss_mb(pid: int) -> Optional[float]:
     return None
 
 
-def roles(supervisord: int) -> Dict[str, int]:
-    """uwsgi-master, uwsgi-child-N (workers, HTTP router), rq-worker: the long-lived processes.
+def recycle_reasons(logs: Path) -> Dict[str, int]:
+    """Why workers finished (uWSGI's "The work of process N is done (...)"), from the uWSGI log
+    and the rotated copies supervisord keeps (older lines may have been rotated away)."""
+    out: Dict[str, int] = {}
+    for log in sorted(logs.glob("uwsgi.log*")):
+        text = log.read_text(errors="replace")
+        for reason in re.findall(r"The work of process \d+ is done(.*?)Seeya", text):
+            key = re.sub(r"[\d()>=.]+", " ", reason).strip() or "unspecified"
+            out[key] = out.get(key, 0) + 1
+    return out
 
-    RQ work horses (one per job) are left out.
+
+def roles(supervisord: int) -> Dict[str, int]:
+    """uwsgi-master, uwsgi-worker-N (a slot: its pid changes when it is recycled), uwsgi-http
+    (the router), rq-worker: the long-lived processes. RQ work horses (one per job) are left out.
+
+    uWSGI's processes are told apart by their names (``auto-procname``, set on the baked copy).
     """
     out: Dict[str, int] = {}
     for pid in children(supervisord):
         cmd = cmdline(pid)
-        if "uwsgi" in cmd:
+        if "uwsgi" in cmd.lower():
             out["uwsgi-master"] = pid
-            workers = [p for p in children(pid) if "uwsgi" in cmdline(p)]
-            for i, w in enumerate(workers, 1):
-                out[f"uwsgi-child-{i}"] = w  # the workers and the HTTP router
+            for child in children(pid):
+                name = re.match(r"uWSGI (worker|http) (\d+)", cmdline(child))
+                if name:
+                    kind, slot = name.groups()
+                    out[f"uwsgi-worker-{slot}" if kind == "worker" else "uwsgi-http"] = child
         elif "worker" in cmd:
             out["rq-worker"] = pid
     return out
@@ -134,7 +157,9 @@ def roles(supervisord: int) -> Dict[str, int]:
 
 # ------------------------------------------------------------------ the deployment
 class Deployment:
-    def __init__(self, tmp: Path, redis_url: str, fit_seconds: float) -> None:
+    def __init__(
+        self, tmp: Path, redis_url: str, fit_seconds: float, uwsgi: Optional[List[str]] = None
+    ) -> None:
         from cookiecutter.main import cookiecutter
 
         script = tmp / "soak_model.py"
@@ -152,7 +177,14 @@ class Deployment:
             )
         )
         ini = self.dir / "uwsgi.ini"  # loopback only
-        ini.write_text(ini.read_text().replace("http = :%(_)", "http = 127.0.0.1:%(_)"))
+        text = ini.read_text().replace("http = :%(_)", "http = 127.0.0.1:%(_)")
+        text += "auto-procname = true\n"  # "uWSGI worker 1": the sampler follows each slot
+        for setting in uwsgi or []:
+            key, _, value = setting.partition("=")
+            line = f"{key.strip()} = {value.strip()}"
+            text, found = re.subn(rf"^{re.escape(key.strip())} = .*$", line, text, flags=re.M)
+            text += "" if found else line + "\n"
+        ini.write_text(text)
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.queue = f"soak-{uuid.uuid4().hex[:10]}"
@@ -179,7 +211,7 @@ class Deployment:
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
             try:
-                if http("GET", self.url + "/health", timeout=2)[0] == 200 and "rq-worker" in roles(
+                if fetch("GET", self.url + "/health", timeout=2)[0] == 200 and "rq-worker" in roles(
                     self.proc.pid
                 ):
                     return
@@ -263,6 +295,31 @@ def slope(points: List[Tuple[float, float]]) -> float:
     return sum((x - mx) * (y - my) for x, y in zip(xs, ys)) / den if den else 0.0
 
 
+def rss_verdict(points: List[Tuple[float, float, int]], args: argparse.Namespace) -> dict:
+    """RSS of one long-lived process, or of one uWSGI worker slot across its recycled pids.
+
+    After ``--warmup`` seconds: the least-squares slope must stay under ``--max-slope`` MB/min
+    (a leak of 0.6 MB/min fails it; recycling turns a leak into a sawtooth whose slope is about
+    0) and no sample may exceed the first minute's median by more than ``--max-growth`` MB.
+    """
+    after = [(t, mb) for t, mb, _ in points if t >= args.warmup]
+    if not after:
+        return {}
+    first_minute = [mb for t, mb in after if t < after[0][0] + 60]
+    baseline = statistics.median(first_minute)
+    top = max(mb for _, mb in after)
+    rate = slope(after)
+    return {
+        "pids": len({pid for _, _, pid in points}),
+        "start_mb": round(points[0][1], 1),
+        "baseline_mb": round(baseline, 1),
+        "end_mb": round(after[-1][1], 1),
+        "max_mb": round(top, 1),
+        "slope_mb_per_min": round(rate, 3),
+        "bounded": rate <= args.max_slope and top <= baseline + args.max_growth,
+    }
+
+
 def metric_sum(text: str, name: str, **labels: str) -> float:
     total = 0.0
     for line in text.splitlines():
@@ -275,7 +332,7 @@ def metric_sum(text: str, name: str, **labels: str) -> float:
 
 def run(args: argparse.Namespace) -> dict:
     tmp = Path(tempfile.mkdtemp(prefix="lsml-soak-"))
-    dep = Deployment(tmp, args.redis_url, args.fit_seconds)
+    dep = Deployment(tmp, args.redis_url, args.fit_seconds, args.uwsgi)
     print(f"deployment up: {dep.url} ({dep.dir}), queue {dep.queue}", flush=True)
     samples: List[Tuple[float, float, int, int]] = []  # (t, seconds, status, tasks)
     errors: List[str] = []
@@ -287,16 +344,27 @@ def run(args: argparse.Namespace) -> dict:
 
     def client(seed: int) -> None:
         rng = random.Random(seed)
+        conn: Optional[http.client.HTTPConnection] = None
         while not stop.is_set():
             n = task_count(rng)
             payload = bodies.get(n) or body(n)
             started = time.monotonic()
             try:
-                status, raw = http("POST", dep.url + "/predict", payload)
+                if args.keepalive:  # one connection per client, like Label Studio's requests.Session
+                    if conn is None:
+                        conn = http.client.HTTPConnection("127.0.0.1", dep.port, timeout=120)
+                    conn.request("POST", "/predict", payload, {"Content-Type": "application/json"})
+                    resp = conn.getresponse()
+                    status, raw = resp.status, resp.read()
+                else:
+                    status, raw = fetch("POST", dep.url + "/predict", payload)
                 ok = status == 200 and len(json.loads(raw)["results"]) == n
-            except Exception as exc:  # noqa: BLE001 - every failure counts
+            except Exception as exc:  # noqa: BLE001 - every failure counts (a reset included)
                 status, ok = -1, False
                 raw = repr(exc).encode()
+                if conn is not None:
+                    conn.close()
+                    conn = None
             elapsed = time.monotonic() - started
             with lock:
                 samples.append((started - t0, elapsed, status, n))
@@ -307,14 +375,14 @@ def run(args: argparse.Namespace) -> dict:
 
     def trainer() -> None:
         while not stop.wait(args.train_every):
-            status, raw = http("POST", dep.url + "/train", annotated())
+            status, raw = fetch("POST", dep.url + "/train", annotated())
             trains["requested"] += 1
             if status not in (200, 201):
                 trains["refused"] += 1
                 with lock:
                     errors.append(f"/train -> {status}: {raw[:200]!r}")
 
-    rss: Dict[str, List[Tuple[float, float]]] = {}
+    rss: Dict[str, List[Tuple[float, float, int]]] = {}  # role -> (t, MB, pid)
 
     def sampler() -> None:
         while not stop.is_set():
@@ -322,7 +390,7 @@ def run(args: argparse.Namespace) -> dict:
             for role, pid in roles(dep.proc.pid).items():
                 value = rss_mb(pid)
                 if value is not None:
-                    rss.setdefault(f"{role} (pid {pid})", []).append((now, value))
+                    rss.setdefault(role, []).append((now, value, pid))
             stop.wait(5)
 
     threads = [threading.Thread(target=client, args=(i,), daemon=True) for i in range(args.concurrency)]
@@ -346,9 +414,10 @@ def run(args: argparse.Namespace) -> dict:
         for t in threads:
             t.join(150)
     time.sleep(args.fit_seconds + 2)  # let the last run finish
-    status, training = http("GET", dep.url + "/training?project=1")
-    _, metrics_raw = http("GET", dep.url + "/metrics")
+    status, training = fetch("GET", dep.url + "/training?project=1")
+    _, metrics_raw = fetch("GET", dep.url + "/metrics")
     metrics = metrics_raw.decode()
+    reasons = recycle_reasons(dep.dir / "logs")
     dep.stop()
 
     windows = []
@@ -364,20 +433,8 @@ def run(args: argparse.Namespace) -> dict:
                 "p99_ms": round(percentile(lat, 0.99) * 1000, 1),
             }
         )
-    warm = args.window  # the first window is warm-up
-    memory = {}
-    for name, points in rss.items():
-        after = [p for p in points if p[0] >= warm]
-        if not after:
-            continue
-        memory[name] = {
-            "start_mb": round(points[0][1], 1),
-            "after_warmup_mb": round(after[0][1], 1),
-            "end_mb": round(after[-1][1], 1),
-            "max_mb": round(max(p[1] for p in after), 1),
-            "growth_after_warmup_mb": round(after[-1][1] - after[0][1], 1),
-            "slope_mb_per_min": round(slope(after), 3),
-        }
+    memory = {name: rss_verdict(points, args) for name, points in rss.items()}
+    memory = {name: m for name, m in memory.items() if m}
     client_ok = sum(1 for s in samples if s[2] == 200)
     return {
         "minutes": args.minutes,
@@ -389,6 +446,11 @@ def run(args: argparse.Namespace) -> dict:
         "p99_ms_overall": round(percentile([s[1] for s in samples], 0.99) * 1000, 1),
         "windows": windows,
         "rss": memory,
+        "rss_bounded": all(m["bounded"] for m in memory.values()),
+        "uwsgi_recycles": {
+            "workers_replaced": sum(m["pids"] - 1 for name, m in memory.items() if "worker-" in name),
+            "reasons_in_log": reasons,
+        },
         "training": {
             **trains,
             "last_status": json.loads(training) if status == 200 else training.decode()[:300],
@@ -415,15 +477,38 @@ def main() -> int:
     parser.add_argument("--fit-seconds", type=float, default=3, help="CPU-bound fit duration")
     parser.add_argument("--redis-url", default=os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0"))
     parser.add_argument("--json", help="write the report here too")
+    parser.add_argument("--uwsgi", action="append", help="KEY=VALUE: replace a uwsgi.ini line")
+    parser.add_argument("--warmup", type=float, default=120, help="seconds before RSS is judged")
+    parser.add_argument("--max-slope", type=float, default=0.1, help="MB/min of RSS allowed after warm-up")
+    parser.add_argument(
+        "--max-growth", type=float, default=15, help="MB over the first minute after warm-up allowed"
+    )
+    parser.add_argument("--keepalive", action=argparse.BooleanOptionalAction, default=True,
+                        help="clients reuse one connection each (as Label Studio does)")  # fmt: skip
     args = parser.parse_args()
     report = run(args)
     text = json.dumps(report, indent=2)
     print(text)
     if args.json:
         Path(args.json).write_text(text)
-    flat = all(abs(m["growth_after_warmup_mb"]) < 20 for m in report["rss"].values())
-    print(f"\nerrors: {report['errors']} (target 0); RSS flat after warm-up: {flat}")
-    return 0 if report["errors"] == 0 else 1
+    print(
+        f"\nrequests {report['requests']}, errors {report['errors']} (target 0), "
+        f"p99 {report['p99_ms_overall']} ms"
+    )
+    print(f"uWSGI recycles: {report['uwsgi_recycles']}")
+    print(
+        f"RSS after {args.warmup:.0f} s warm-up (bound: slope <= {args.max_slope} MB/min, "
+        f"max <= baseline + {args.max_growth} MB):"
+    )
+    for name, m in sorted(report["rss"].items()):
+        print(
+            f"  {name:16} pids {m['pids']:3d}  baseline {m['baseline_mb']:6.1f}  max {m['max_mb']:6.1f}  "
+            f"end {m['end_mb']:6.1f} MB  slope {m['slope_mb_per_min']:+.3f} MB/min  "
+            f"{'bounded' if m['bounded'] else 'UNBOUNDED'}"
+        )
+    ok = report["errors"] == 0 and report["rss_bounded"]
+    print(f"verdict: {'PASS' if ok else 'FAIL'}")
+    return 0 if ok else 1
 
 
 if __name__ == "__main__":

@@ -326,3 +326,15 @@ def test_hooks_are_valid_python_before_rendering(template_dir):
     for hook in (template_dir / "hooks").glob("*.py"):
         compile(hook.read_text(), str(hook), "exec")
     assert sys.version_info >= (3, 9)
+
+
+def test_supervisord_gives_uwsgi_a_fixed_mmap_threshold(baked):
+    """Big request buffers are mapped and returned, not kept in glibc's heaps (docs/deployment.md)."""
+    _, root = baked
+    options = ServerOptions()
+    options.realize(args=["-c", str(root / "supervisord.conf")])
+    programs = {p.name: p for group in options.process_group_configs for p in group.process_configs}
+    assert programs["uwsgi"].environment["MALLOC_MMAP_THRESHOLD_"] == "131072"
+    assert "MALLOC_MMAP_THRESHOLD_" not in (programs["rq"].environment or {})  # training untouched
+    for program in programs.values():  # still set for every program
+        assert program.environment["PROMETHEUS_MULTIPROC_DIR"] == str(root / "logs" / "metrics")

@@ -148,6 +148,19 @@ class Uwsgi:
             cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
         )
 
+    def cpu_seconds(self) -> float:
+        """CPU time (user + system) of the master, its workers and the HTTP router so far."""
+        out = subprocess.run(["pgrep", "-P", str(self.proc.pid)], capture_output=True, text=True).stdout
+        total = 0
+        for pid in [self.proc.pid, *map(int, out.split())]:
+            try:
+                raw = Path(f"/proc/{pid}/stat").read_text()
+            except OSError:
+                continue
+            fields = raw[raw.rindex(")") + 2 :].split()
+            total += int(fields[11]) + int(fields[12])  # utime, stime (clock ticks)
+        return total / os.sysconf("SC_CLK_TCK")
+
     def workers_rss_mb(self) -> list:
         out = subprocess.run(["pgrep", "-P", str(self.proc.pid)], capture_output=True, text=True).stdout
         rss = []
@@ -180,13 +193,20 @@ def wrk(url: str, body_file: Path, duration: int, connections: int = 4) -> dict:
         check=True,
     ).stdout
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
+    total = int(re.search(r"(\d+) requests in", out).group(1))
 
     def ms(label: str) -> float:
         value, unit = re.search(rf"{label}%\s+([\d.]+)(us|ms|s)", out).groups()
         return float(value) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
 
     errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
-    return {"rps": rps, "p50": ms("50"), "p99": ms("99"), "non2xx": int(errors.group(1)) if errors else 0}
+    return {
+        "rps": rps,
+        "requests": total,
+        "p50": ms("50"),
+        "p99": ms("99"),
+        "non2xx": int(errors.group(1)) if errors else 0,
+    }
 
 
 def throughput(args: argparse.Namespace, tmp: Path) -> dict:
@@ -223,7 +243,11 @@ def throughput(args: argparse.Namespace, tmp: Path) -> dict:
             time.sleep(0.5)  # lazy-apps: let the workers load the app
             for n, c in cases:
                 wrk(server.url, bodies[n], 1, c)  # warm-up
-                results[(n, c)][name].append(wrk(server.url, bodies[n], args.duration, c))
+                cpu = server.cpu_seconds()
+                row = wrk(server.url, bodies[n], args.duration, c)
+                # server CPU per request: what contention on a shared machine disturbs least
+                row["cpu_us"] = (server.cpu_seconds() - cpu) / max(1, row["requests"]) * 1e6
+                results[(n, c)][name].append(row)
             if name == "runtime":
                 rss.extend(server.workers_rss_mb())
             server.stop()
@@ -387,7 +411,8 @@ def main() -> int:
         )
         print(
             f"{'tasks':>6} {'conns':>5} {'bare rps':>10} {'ours rps':>10} {'ratio':>6} {'bare p50':>9}"
-            f" {'ours p50':>9} {'bare p99':>9} {'ours p99':>9}"
+            f" {'ours p50':>9} {'bare p99':>9} {'ours p99':>9} {'bare cpu/req':>12} {'ours cpu/req':>12}"
+            f" {'cpu ratio':>9}"
         )
         summary = {}
         for (n, c), rows in data["results"].items():
@@ -397,7 +422,8 @@ def main() -> int:
             print(
                 f"{n:>6} {c:>5} {med(b, 'rps'):>10.0f} {med(o, 'rps'):>10.0f} {ratio:>6.2f}"
                 f" {med(b, 'p50'):>7.2f}ms {med(o, 'p50'):>7.2f}ms {med(b, 'p99'):>7.2f}ms"
-                f" {med(o, 'p99'):>7.2f}ms"
+                f" {med(o, 'p99'):>7.2f}ms {med(b, 'cpu_us'):>10.0f}us {med(o, 'cpu_us'):>10.0f}us"
+                f" {med(b, 'cpu_us') / med(o, 'cpu_us'):>9.2f}"
             )
             pairs = [f"{x['rps']:.0f}/{y['rps']:.0f}" for x, y in zip(b, o)]
             print(f"             rps per round (bare/ours): {' '.join(pairs)}")

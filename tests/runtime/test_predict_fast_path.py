@@ -8,11 +8,15 @@ ways (the fast path switched off by monkeypatching) and the answers must be equa
 from __future__ import annotations
 
 import copy
+import dataclasses
+import gc
 from collections import OrderedDict
 
 import pytest
-from label_studio_ml import response
+from label_studio_ml import api, response
+from label_studio_ml.model import LabelStudioMLBase
 from label_studio_ml.response import PredictionError, PredictionValue, normalize_predictions
+from label_studio_ml.settings import Settings
 
 REGION = {"from_name": "choice", "to_name": "image", "type": "choices", "value": {"choices": ["A"]}}
 
@@ -83,3 +87,18 @@ def test_bad_answers_name_the_entry_on_either_path(monkeypatch, case):
     for run in (normalize_predictions, lambda r, n, v: _general(monkeypatch, r, n, v)):
         with pytest.raises(PredictionError, match=needle.replace("(", r"\(")):
             run(copy.deepcopy(raw), 2 if case == "wrong count" else len(raw or [0]), "v")
+
+
+def test_the_first_app_freezes_startup_objects_once(tmp_path):
+    """Full collections triggered by big batches skip what existed once the app was built."""
+
+    class Model(LabelStudioMLBase):
+        def predict(self, tasks, **kwargs):
+            return [{"result": []} for _ in tasks]
+
+    settings = dataclasses.replace(Settings.from_env(), model_dir=str(tmp_path), redis_url=None)
+    api.create_app(Model, settings)
+    frozen = gc.get_freeze_count()
+    assert frozen > 1000 and api._frozen
+    api.create_app(Model, settings)  # later apps (tests build many) stay collectable
+    assert gc.get_freeze_count() == frozen

@@ -1,8 +1,8 @@
 """The generated uwsgi.ini recycles workers without failing a request.
 
-Real uWSGI serves a baked backend with the generated uwsgi.ini; only ``max-requests`` (and its
-per-worker delta and uWSGI's ``min-worker-lifetime``) are lowered so that a short test sees
-several recycles. Keep-alive clients send 500 /predict requests meanwhile: every one must get its
+Real uWSGI serves a baked backend with the generated uwsgi.ini; only ``max-requests`` (with its
+per-worker delta) or ``reload-on-rss``, and uWSGI's ``min-worker-lifetime``, are lowered so
+that a short test sees several recycles. Keep-alive clients send 500 /predict requests meanwhile: every one must get its
 200 with one result per task, and the workers must have been replaced. The Prometheus sample
 files stay at two per worker slot however often workers are recycled, and the request counter
 goes on across recycles.
@@ -35,8 +35,10 @@ def _setting(text: str, key: str) -> str:
     return match.group(1).strip()
 
 
-@pytest.fixture
-def recycling_uwsgi(bake, seed_script, free_port, tmp_path):
+@pytest.fixture(params=["max-requests", "reload-on-rss"])
+def recycling_uwsgi(request, bake, seed_script, free_port, tmp_path):
+    """The generated uwsgi.ini with one limit lowered: every 40 requests, or RSS over 1 MB
+    (that is, after every request once a worker has lived ``min-worker-lifetime``)."""
     result = bake(script=f"{seed_script}:DummyModel")
     assert result.exit_code == 0, result.exception
     root = Path(result.project_path)
@@ -46,8 +48,11 @@ def recycling_uwsgi(bake, seed_script, free_port, tmp_path):
     assert int(_setting(text, "max-requests")) > 0 and int(_setting(text, "reload-on-rss")) > 0
     assert _setting(text, "worker-reload-mercy") == _setting(text, "http-timeout")
     assert _setting(text, "lazy-apps") == "true" and _setting(text, "master") == "true"
-    text = re.sub(r"^max-requests = .*$", "max-requests = 40", text, flags=re.M)
-    text = re.sub(r"^max-requests-delta = .*$", "max-requests-delta = 10", text, flags=re.M)
+    if request.param == "max-requests":
+        text = re.sub(r"^max-requests = .*$", "max-requests = 40", text, flags=re.M)
+        text = re.sub(r"^max-requests-delta = .*$", "max-requests-delta = 10", text, flags=re.M)
+    else:
+        text = re.sub(r"^reload-on-rss = .*$", "reload-on-rss = 1", text, flags=re.M)
     text = text.replace("http = :%(_)", "http = 127.0.0.1:%(_)")  # loopback only
     ini.write_text(text + "min-worker-lifetime = 1\n")
     port = free_port()

@@ -179,18 +179,18 @@ def health() -> Response:
     }
     if isinstance(backend.trainer, RQTrainer):
         body["workers"] = rq_workers(backend.trainer.redis, backend.settings.rq_queue_name)
-        warning = _worker_warning(backend)
+        warning = _worker_warning(backend, body["workers"])
         if warning:
             body["warning"] = warning
     return _json(body)
 
 
-def _worker_warning(backend: Backend) -> Optional[str]:
+def _worker_warning(backend: Backend, count: Optional[int] = -1) -> Optional[str]:
     """Production mode: why queued training would never run (no worker, no Redis), else None."""
     if not isinstance(backend.trainer, RQTrainer):
         return None
     settings = backend.settings
-    return worker_warning(backend.trainer.redis, settings.rq_queue_name, settings.redis_url or "")
+    return worker_warning(backend.trainer.redis, settings.rq_queue_name, settings.redis_url or "", count)
 
 
 @bp.post("/setup")

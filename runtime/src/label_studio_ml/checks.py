@@ -80,11 +80,18 @@ def rq_workers(connection: Any, queue_name: str) -> Optional[int]:
         return None
 
 
-def worker_warning(connection: Any, queue_name: str, redis_url: str) -> Optional[str]:
-    """One sentence when training jobs would wait forever, else None."""
+def worker_warning(
+    connection: Any, queue_name: str, redis_url: str, count: Optional[int] = -1
+) -> Optional[str]:
+    """One sentence when training jobs would wait forever, else None.
+
+    ``count`` is what :func:`rq_workers` answered, when the caller asked already (``/health``
+    reports both: one look at Redis, not two).
+    """
     from .training import _safe_url
 
-    count = rq_workers(connection, queue_name)
+    if count == -1:
+        count = rq_workers(connection, queue_name)
     if count is None:
         return (
             f"Redis at {_safe_url(redis_url)} does not answer: training cannot be queued "

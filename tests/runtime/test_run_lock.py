@@ -15,6 +15,7 @@ import subprocess
 import sys
 import uuid
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import redis
@@ -50,14 +51,10 @@ class Gated(LabelStudioMLBase):
 """
 
 
-def _worker(directory: Path, env: dict, log: Path) -> subprocess.Popen:
-    return subprocess.Popen(
-        [sys.executable, "-m", "label_studio_ml", "worker", str(directory), "--nice", "0"],
-        env=env, stdout=log.open("w"), stderr=subprocess.STDOUT,
-    )  # fmt: skip
-
-
-def test_two_workers_race_and_the_lock_expires_mid_run(serve, tmp_path):
+@pytest.fixture
+def lock_backend(serve, tmp_path):
+    """A served backend of MODEL in production mode on its own queue, the gate directory and the
+    environment its workers get; the queue's Redis keys are deleted afterwards."""
     directory = tmp_path / "backend"
     cls = load_class(directory, MODEL, "Gated", f"lockmodel_{uuid.uuid4().hex[:8]}")
     queue = f"lsml-lock-{uuid.uuid4().hex[:8]}"
@@ -66,8 +63,28 @@ def test_two_workers_race_and_the_lock_expires_mid_run(serve, tmp_path):
     env = {**os.environ, "MODEL_DIR": str(tmp_path / "models"), "REDIS_URL": REDIS_URL,
            "RQ_QUEUE_NAME": queue, "LSML_TEST_GATE": str(gate), "LSML_LOCK_TTL": str(LOCK_TTL)}  # fmt: skip
     conn = redis.Redis.from_url(REDIS_URL)
-    lock_key = f"lsml:{queue}:31:running"
     server = serve(cls, model_dir=str(tmp_path / "models"), redis_url=REDIS_URL, rq_queue_name=queue)
+    yield SimpleNamespace(directory=directory, queue=queue, gate=gate, env=env, conn=conn, server=server)
+    for key in conn.scan_iter(f"*{queue}*"):
+        conn.delete(key)
+
+
+def _worker(directory: Path, env: dict, log: Path) -> subprocess.Popen:
+    return subprocess.Popen(
+        [sys.executable, "-m", "label_studio_ml", "worker", str(directory), "--nice", "0"],
+        env=env, stdout=log.open("w"), stderr=subprocess.STDOUT,
+    )  # fmt: skip
+
+
+def test_two_workers_race_and_the_lock_expires_mid_run(lock_backend, tmp_path):
+    directory, gate, env, conn, server = (
+        lock_backend.directory,
+        lock_backend.gate,
+        lock_backend.env,
+        lock_backend.conn,
+        lock_backend.server,
+    )
+    lock_key = f"lsml:{lock_backend.queue}:31:running"
     server.post("/setup", json={"project": PROJECT, "schema": SEED_CONFIG})
     workers = [_worker(directory, env, tmp_path / "a.log")]
     horse_a = None
@@ -126,20 +143,15 @@ def test_two_workers_race_and_the_lock_expires_mid_run(serve, tmp_path):
         for worker in workers:
             worker.terminate()
             worker.wait(15)
-        for key in conn.scan_iter(f"*{queue}*"):
-            conn.delete(key)
 
 
-def test_killed_worker_run_is_interrupted_and_its_directory_removed(serve, tmp_path):
-    directory = tmp_path / "backend"
-    cls = load_class(directory, MODEL, "Gated", f"lockmodel_{uuid.uuid4().hex[:8]}")
-    queue = f"lsml-kill-{uuid.uuid4().hex[:8]}"
-    gate = tmp_path / "gate"
-    gate.mkdir()
-    env = {**os.environ, "MODEL_DIR": str(tmp_path / "models"), "REDIS_URL": REDIS_URL,
-           "RQ_QUEUE_NAME": queue, "LSML_TEST_GATE": str(gate), "LSML_LOCK_TTL": str(LOCK_TTL)}  # fmt: skip
-    conn = redis.Redis.from_url(REDIS_URL)
-    server = serve(cls, model_dir=str(tmp_path / "models"), redis_url=REDIS_URL, rq_queue_name=queue)
+def test_killed_worker_run_is_interrupted_and_its_directory_removed(lock_backend, tmp_path):
+    directory, gate, env, server = (
+        lock_backend.directory,
+        lock_backend.gate,
+        lock_backend.env,
+        lock_backend.server,
+    )
     worker = _worker(directory, env, tmp_path / "w.log")
     try:
         job = server.post("/train", json={"annotations": annotated("Airbus"), "project": PROJECT}).json()[
@@ -167,5 +179,3 @@ def test_killed_worker_run_is_interrupted_and_its_directory_removed(serve, tmp_p
         if worker.poll() is None:
             worker.kill()
             worker.wait(10)
-        for key in conn.scan_iter(f"*{queue}*"):
-            conn.delete(key)

@@ -13,7 +13,7 @@ import tempfile
 from pathlib import Path
 from typing import Any, Optional
 
-from .settings import SettingsError
+from .settings import SettingsError, redis_url_shown
 
 
 def _user() -> str:
@@ -88,18 +88,16 @@ def worker_warning(
     ``count`` is what :func:`rq_workers` answered, when the caller asked already (``/health``
     reports both: one look at Redis, not two).
     """
-    from .training import _safe_url
-
     if count == -1:
         count = rq_workers(connection, queue_name)
     if count is None:
         return (
-            f"Redis at {_safe_url(redis_url)} does not answer: training cannot be queued "
+            f"Redis at {redis_url_shown(redis_url)} does not answer: training cannot be queued "
             "(REDIS_URL is set, so this backend runs in production mode)"
         )
     if count == 0:
         return (
-            f"no RQ worker consumes queue {queue_name!r} on {_safe_url(redis_url)}: training jobs "
+            f"no RQ worker consumes queue {queue_name!r} on {redis_url_shown(redis_url)}: training jobs "
             "stay queued until one starts (label-studio-ml worker <backend dir>, or supervisord); "
             "unset REDIS_URL for development mode, which trains in the API process"
         )

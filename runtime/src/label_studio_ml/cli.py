@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 from typing import Any, Dict, List, Optional
 
-from .settings import Settings, SettingsError
+from .settings import Settings, SettingsError, redis_url_shown
 
 
 def _fail(message: str, code: int = 2) -> int:
@@ -196,8 +196,6 @@ def _wait_for_redis(connection: Any, url: str, once: bool = False) -> None:
     (supervisord gives up on a program that exits at once three times)."""
     from redis.exceptions import RedisError
 
-    from .training import _safe_url
-
     delay = 0.5
     while True:
         try:
@@ -208,7 +206,7 @@ def _wait_for_redis(connection: Any, url: str, once: bool = False) -> None:
                 raise
             logging.getLogger("label_studio_ml").warning(
                 "Redis at %s does not answer (%s); retrying in %.0f s",
-                _safe_url(url),
+                redis_url_shown(url),
                 type(exc).__name__,
                 delay,
             )

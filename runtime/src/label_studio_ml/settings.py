@@ -109,6 +109,12 @@ def redis_url_from(host: str, port: Any = None) -> str:
     return f"redis://{host}:{port or 6379}/0"
 
 
+def redis_url_shown(url: Optional[str]) -> str:
+    """A Redis URL without its password (and database), for messages."""
+    parsed = urlparse(url or "")
+    return f"{parsed.scheme}://{parsed.hostname}:{parsed.port or 6379}"
+
+
 def _lock_ttl(raw: str) -> int:
     try:
         return max(int(raw or 30), 2)

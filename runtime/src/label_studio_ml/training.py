@@ -29,8 +29,7 @@ from typing import Any, Callable, Dict, List, Optional, Tuple
 from .lsclient import LabelStudioError, make_client
 from .metrics import Metrics
 from .model import accepted_kwargs, build_model, fit_style
-from .settings import Settings
-from .settings import redact as _redact
+from .settings import Settings, redis_url_shown
 from .store import ModelStore
 
 logger = logging.getLogger(__name__)
@@ -377,11 +376,6 @@ def interrupt(
     return new
 
 
-def redact(text: str, secrets: Any) -> str:
-    """Kept for importers; see :func:`label_studio_ml.settings.redact`."""
-    return _redact(text, secrets)
-
-
 class Trainer:
     """What both trainers share: the model class, the store, the settings."""
 
@@ -576,7 +570,7 @@ class RQTrainer(Trainer):
             )
         except RedisError as exc:
             raise TrainingUnavailable(
-                f"the training queue at {_safe_url(self.settings.redis_url)} is unreachable "
+                f"the training queue at {redis_url_shown(self.settings.redis_url)} is unreachable "
                 f"({type(exc).__name__}); predictions still work, retry training when Redis is back"
             ) from None
         self.store.update_status(pid, pending_job_id=job_id, queued_at=_now())
@@ -614,14 +608,6 @@ class RQTrainer(Trainer):
         if holder is None or holder == status.get("job_id"):
             return status
         return interrupt(self.store, project_id, status, _WORKER_GONE, clear_pending=False)
-
-
-def _safe_url(url: Optional[str]) -> str:
-    """A Redis URL without its password, for messages."""
-    from urllib.parse import urlparse
-
-    parsed = urlparse(url or "")
-    return f"{parsed.scheme}://{parsed.hostname}:{parsed.port or 6379}"
 
 
 class _ProjectLock:

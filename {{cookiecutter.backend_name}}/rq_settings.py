@@ -1,4 +1,5 @@
-"""RQ settings for ``rq worker -c rq_settings`` and ``rq info -c rq_settings``.
+"""RQ settings for ``rq info -c rq_settings`` and
+``rq worker -c rq_settings -w label_studio_ml.worker.Worker``.
 
 They come from the runtime's settings, so they read the same environment variables as the API
 (see .env.example).

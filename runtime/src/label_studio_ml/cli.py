@@ -174,7 +174,9 @@ def cmd_worker(args: argparse.Namespace) -> int:
     except SettingsError as exc:
         return _fail(str(exc))
     from redis import Redis
-    from rq import Queue, Worker
+    from rq import Queue
+
+    from .worker import Worker
 
     if args.nice:
         # training yields the CPU to the API processes on the same machine (predictions first)

@@ -73,7 +73,7 @@ def serve_wsgi(project: Path, port: int, model_dir: Path) -> Tuple[subprocess.Po
         try:
             requests.get(f"{url}/health", timeout=1)
             return proc, url
-        except requests.ConnectionError:
+        except (requests.ConnectionError, requests.Timeout):
             if proc.poll() is not None or time.monotonic() > deadline:
                 proc.kill()
                 pytest.fail(f"python wsgi.py did not come up:\n{proc.communicate()[0]}")

@@ -164,7 +164,7 @@ class DevServer:
         def up():
             try:
                 return requests.get(f"{self.url}/health", timeout=1).ok
-            except requests.ConnectionError:
+            except (requests.ConnectionError, requests.Timeout):
                 return False
 
         wait_for(up, 30, "the development server")

@@ -244,7 +244,7 @@ def test_start_serves_a_backend_directory(tmp_path):
         def up():
             try:
                 return requests.get(f"http://127.0.0.1:{port}/health", timeout=1).ok
-            except requests.ConnectionError:
+            except (requests.ConnectionError, requests.Timeout):
                 return False
 
         wait_for(up, 20, "the development server")

@@ -37,9 +37,9 @@ def _serve(cmd, cwd, env, port):
         deadline = time.monotonic() + 60
         while True:
             try:
-                requests.get(f"{url}/health", timeout=1)
+                requests.get(f"{url}/health", timeout=2)
                 break
-            except requests.ConnectionError:
+            except (requests.ConnectionError, requests.Timeout):  # not up yet, or a loaded machine
                 if proc.poll() is not None or time.monotonic() > deadline:
                     pytest.fail(f"{cmd} did not come up:\n{proc.communicate(timeout=10)[0]}")
                 time.sleep(0.2)

@@ -87,7 +87,7 @@ def recycling_uwsgi(request, bake, seed_script, free_port, tmp_path):
             try:
                 if requests.get(url + "/health", timeout=2).status_code == 200:
                     break
-            except requests.ConnectionError:
+            except (requests.ConnectionError, requests.Timeout):
                 pass
             if proc.poll() is not None or time.monotonic() > deadline:
                 pytest.fail(f"uWSGI did not come up:\n{log.read_text()}")

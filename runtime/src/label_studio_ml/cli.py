@@ -145,9 +145,11 @@ def cmd_start(args: argparse.Namespace) -> int:
         from .checks import worker_warning
 
         trainer = app.extensions["lsml"].trainer
-        warning = worker_warning(trainer.redis, settings.rq_queue_name, settings.redis_url or "")
+        warning = worker_warning(
+            trainer.redis, settings.rq_queue_name, settings.redis_url or "", redis_from=settings.redis_from
+        )
         if warning:
-            print(f"WARNING: REDIS_URL is set; {warning}.", file=sys.stderr, flush=True)
+            print(f"WARNING: {settings.redis_from} is set; {warning}.", file=sys.stderr, flush=True)
     app.run(host=args.host, port=args.port, debug=args.debug, threaded=True, use_reloader=False)
     return 0
 
@@ -237,8 +239,18 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("start", help="serve a backend directory (development server)")
     p.add_argument("dir", help="the backend directory (holds wsgi.py)")
-    p.add_argument("--host", default=os.environ.get("HOST", "127.0.0.1"))
-    p.add_argument("-p", "--port", type=int, default=int(os.environ.get("PORT", "9090") or 9090))
+    p.add_argument(
+        "--host",
+        default=os.environ.get("HOST", "127.0.0.1"),
+        help="interface to listen on (default: %(default)s, from $HOST or 127.0.0.1)",
+    )
+    p.add_argument(
+        "-p",
+        "--port",
+        type=int,
+        default=int(os.environ.get("PORT", "9090") or 9090),
+        help="port to listen on (default: %(default)s, from $PORT or 9090)",
+    )
     p.add_argument(
         "--with",
         "--kwargs",

@@ -7,13 +7,18 @@ port already taken by another listener, or a model.py whose import fails.
 
 from __future__ import annotations
 
+import re
 import shutil
 import socket
 import subprocess
+from pathlib import Path
 
 import pytest
 
 from .conftest import Deployment
+
+ROOT = Path(__file__).resolve().parents[2]
+DOC_BLOCK = re.compile(r"<!-- test: supervisord-gives-up -->\n```text\n(.*?)^```", re.S | re.M)
 
 pytestmark = pytest.mark.slow
 
@@ -63,3 +68,13 @@ def test_app_that_cannot_load_ends_supervisord_with_the_python_exception(seed_ba
     log_lines = [line for line in (backend / "logs" / "uwsgi.log").read_text().splitlines() if line.strip()]
     assert missing not in "\n".join(log_lines[-8:]), log_lines[-8:]
     assert "Stopping supervisord" in output
+    # docs/troubleshooting.md shows these lines, in this order ("..." stands for any lines)
+    block = DOC_BLOCK.search((ROOT / "docs" / "troubleshooting.md").read_text())
+    assert block, "troubleshooting.md shows what supervisord prints"
+    seen = output.replace(str(backend / "logs"), "/app/logs").splitlines()
+    at = -1
+    for line in block.group(1).splitlines():
+        if line.strip() == "...":
+            continue
+        assert line in seen[at + 1 :], f"documented line {line!r} not printed (in order):\n{output}"
+        at = seen.index(line, at + 1)

@@ -87,6 +87,9 @@ def cmd_init(args: argparse.Namespace) -> int:
     if args.runtime_requirement:
         context["_runtime_requirement"] = args.runtime_requirement
     os.environ.setdefault("LSML_RUNTIME_SRC", str(Path(__file__).resolve().parents[1]))
+    # the hooks' errors then name init's arguments (--script PATH:Class), not Cookiecutter's
+    command = os.environ.get("LSML_COMMAND")
+    os.environ["LSML_COMMAND"] = "init"
     # cookiecutter logs a failed hook with its traceback; the hook's own ERROR line says it all
     quiet = logging.getLogger("cookiecutter")
     handler = logging.NullHandler()
@@ -108,6 +111,10 @@ def cmd_init(args: argparse.Namespace) -> int:
     finally:
         quiet.removeHandler(handler)
         quiet.propagate = propagate
+        if command is None:
+            os.environ.pop("LSML_COMMAND", None)
+        else:
+            os.environ["LSML_COMMAND"] = command
     print(f"Created {out}")
     return 0
 

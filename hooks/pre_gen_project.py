@@ -104,15 +104,17 @@ def fail(what: str, value: object, why: str, fix: str) -> HookError:
     return HookError(f"{what} {value!r} {why}. {fix}.")
 
 
-def cookiecutter_cli_args(pid: int) -> list[str] | None:
-    """The ``key=value`` arguments of the cookiecutter command line that runs this hook.
+def cookiecutter_cli_args(pid: int) -> tuple[list[str], bool] | None:
+    """The ``key=value`` arguments of the cookiecutter command line that runs this hook, and
+    whether they are exact.
 
-    The hook's parent is the cookiecutter process (Linux: ``/proc``; elsewhere: ``ps``). None
-    when the parent is not the cookiecutter CLI (its Python API, cruft, init, a test runner).
+    The hook's parent is the cookiecutter process. Linux: ``/proc/<pid>/cmdline`` (exact);
+    elsewhere ``ps`` (split at spaces, so a value with spaces may look like two arguments).
+    None when the parent is not the cookiecutter CLI (its Python API, cruft, init, a test runner).
     """
     try:
         raw = Path(f"/proc/{pid}/cmdline").read_bytes()
-        argv = [a.decode("utf-8", "replace") for a in raw.split(b"\0") if a]
+        argv, exact = [a.decode("utf-8", "replace") for a in raw.split(b"\0") if a], True
     except OSError:
         try:
             out = subprocess.run(
@@ -120,29 +122,38 @@ def cookiecutter_cli_args(pid: int) -> list[str] | None:
             ).stdout
         except (OSError, subprocess.SubprocessError):
             return None
-        argv = out.split()
+        argv, exact = out.split(), False
     for i, arg in enumerate(argv):
         if Path(arg).name in ("cookiecutter", "cookiecutter.exe") or (
             arg == "cookiecutter" and i and argv[i - 1] == "-m"
         ):
-            return [a for a in argv[i + 1 :] if "=" in a and not a.startswith("-")]
+            return [a for a in argv[i + 1 :] if "=" in a and not a.startswith("-")], exact
     return None
 
 
 def check_cli_keys(ctx: dict, pid: int) -> None:
-    """``scirpt=model.py``: Cookiecutter drops a key its template does not have, silently."""
-    if under_init():
+    """``scirpt=model.py``: Cookiecutter drops a key its template does not have, silently.
+
+    An error naming the nearest variable; a warning when the command line is not exact.
+    """
+    found = None if under_init() else cookiecutter_cli_args(pid)
+    if not found:
         return
+    args, exact = found
     known = [key for key in ctx if not key.startswith("_")]
-    for arg in cookiecutter_cli_args(pid) or []:
-        key = arg.split("=", 1)[0]
+    for arg in args:
+        key, value = arg.split("=", 1)
         if key.isidentifier() and key not in ctx:
             near = difflib.get_close_matches(key, known, n=1, cutoff=0.6)
             hint = f"Did you mean {near[0]}=...? " if near else ""
-            raise HookError(
-                f"{key} {arg.split('=', 1)[1]!r} is not a variable of this template "
-                f"(Cookiecutter would ignore it). {hint}The variables are: {', '.join(known)}."
+            message = (
+                f"{key} {value!r} is not a variable of this template (Cookiecutter would ignore "
+                f"it). {hint}The variables are: {', '.join(known)}."
             )
+            if not exact:
+                warn(message)
+                continue
+            raise HookError(message)
 
 
 def warn(message: str) -> None:

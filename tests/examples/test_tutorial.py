@@ -157,6 +157,29 @@ def personal_access_token(url: str, email: str, password: str) -> str:
     return resp.json()["token"]
 
 
+def failed_without_key(ls_url: str, backend: str, env: Dict[str, str]) -> None:
+    """Start training from Label Studio while the backend has no LABEL_STUDIO_API_KEY: the run
+    fails with the message the page quotes."""
+    access = requests.post(
+        f"{ls_url}/api/token/refresh/", json={"refresh": env["LABEL_STUDIO_API_KEY"]}, timeout=30
+    ).json()["access"]
+    train = requests.post(
+        f"{ls_url}/api/ml/1/train", headers={"Authorization": f"Bearer {access}"}, timeout=60
+    )
+    assert train.status_code == 200, train.text
+    deadline = time.monotonic() + 30
+    while True:
+        status = requests.get(f"{backend}/training", params={"project": "1"}, timeout=5).json()
+        if status["status"] not in ("queued", "running", "idle") or time.monotonic() > deadline:
+            break
+        time.sleep(0.3)
+    assert status["status"] == "failed", status
+    quoted = re.search(r"\(`(legacy token authentication[^`]*)`\)", TUTORIAL.read_text())
+    assert quoted, "the page quotes the failure"
+    for part in " ".join(quoted.group(1).split()).split(" ... "):
+        assert part in status["error"], (part, status)
+
+
 @pytest.mark.slow
 def test_tutorial_commands_run(tmp_path):
     if (
@@ -207,6 +230,10 @@ def test_tutorial_commands_run(tmp_path):
                 outputs.append(proc.stdout)
                 by_block[body] = proc.stdout
             elif marker == "serve":
+                if server is not None and "LABEL_STUDIO_API_KEY" in env:
+                    # step 6's claim before the restart: without the key, Label Studio's
+                    # START_TRAINING fails on the legacy token /setup sent, and /training says so
+                    failed_without_key(f"http://127.0.0.1:{ls_port}", f"http://127.0.0.1:{port}", env)
                 stop(server)  # "stop the development server (Ctrl+C) and start it again"
                 log_path = tmp_path / f"server-{len(server_logs)}.log"
                 server_logs.append(log_path)
@@ -303,6 +330,9 @@ def test_tutorial_commands_run(tmp_path):
             f"{ls_url}/api/token/refresh/", json={"refresh": env["LABEL_STUDIO_API_KEY"]}, timeout=30
         ).json()["access"]
         auth = {"Authorization": f"Bearer {access}"}
+        # ...with Label Studio's default token settings: legacy tokens off
+        jwt = requests.get(f"{ls_url}/api/jwt/settings", headers=auth, timeout=30).json()
+        assert jwt["legacy_api_tokens_enabled"] is False, jwt
         connection = requests.get(f"{ls_url}/api/ml/1", headers=auth, timeout=30).json()
         assert connection["model_version"] in versions, connection
         assert connection["readable_state"] == "Connected", connection

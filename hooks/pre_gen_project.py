@@ -10,6 +10,7 @@ project directory for post_gen_project.py, which reads and deletes it.
 from __future__ import annotations
 
 import ast
+import difflib
 import json
 import keyword
 import os
@@ -82,8 +83,77 @@ class HookError(Exception):
     """One user-facing line: what, value, why, and how to fix it."""
 
 
+# ------------------------------------------------------------------ the user's own words
+# `label-studio-ml init NAME --script PATH[:Class]` runs Cookiecutter for the user and sets
+# LSML_COMMAND=init: its errors name init's arguments, plain Cookiecutter's name its variables.
+INIT_WORDS = {"script": "--script", "backend_name": "backend name"}
+
+
+def under_init() -> bool:
+    return os.environ.get("LSML_COMMAND") == "init"
+
+
+def say(cookiecutter: str, init: str) -> str:
+    """The words for the command the user ran."""
+    return init if under_init() else cookiecutter
+
+
 def fail(what: str, value: object, why: str, fix: str) -> HookError:
+    if under_init():
+        what = INIT_WORDS.get(what, what)
     return HookError(f"{what} {value!r} {why}. {fix}.")
+
+
+def cookiecutter_cli_args(pid: int) -> tuple[list[str], bool] | None:
+    """The ``key=value`` arguments of the cookiecutter command line that runs this hook, and
+    whether they are exact.
+
+    The hook's parent is the cookiecutter process. Linux: ``/proc/<pid>/cmdline`` (exact);
+    elsewhere ``ps`` (split at spaces, so a value with spaces may look like two arguments).
+    None when the parent is not the cookiecutter CLI (its Python API, cruft, init, a test runner).
+    """
+    try:
+        raw = Path(f"/proc/{pid}/cmdline").read_bytes()
+        argv, exact = [a.decode("utf-8", "replace") for a in raw.split(b"\0") if a], True
+    except OSError:
+        try:
+            out = subprocess.run(
+                ["ps", "-o", "args=", "-p", str(pid)], capture_output=True, text=True, timeout=10
+            ).stdout
+        except (OSError, subprocess.SubprocessError):
+            return None
+        argv, exact = out.split(), False
+    for i, arg in enumerate(argv):
+        if Path(arg).name in ("cookiecutter", "cookiecutter.exe") or (
+            arg == "cookiecutter" and i and argv[i - 1] == "-m"
+        ):
+            return [a for a in argv[i + 1 :] if "=" in a and not a.startswith("-")], exact
+    return None
+
+
+def check_cli_keys(ctx: dict, pid: int) -> None:
+    """``scirpt=model.py``: Cookiecutter drops a key its template does not have, silently.
+
+    An error naming the nearest variable; a warning when the command line is not exact.
+    """
+    found = None if under_init() else cookiecutter_cli_args(pid)
+    if not found:
+        return
+    args, exact = found
+    known = [key for key in ctx if not key.startswith("_")]
+    for arg in args:
+        key, value = arg.split("=", 1)
+        if key.isidentifier() and key not in ctx:
+            near = difflib.get_close_matches(key, known, n=1, cutoff=0.6)
+            hint = f"Did you mean {near[0]}=...? " if near else ""
+            message = (
+                f"{key} {value!r} is not a variable of this template (Cookiecutter would ignore "
+                f"it). {hint}The variables are: {', '.join(known)}."
+            )
+            if not exact:
+                warn(message)
+                continue
+            raise HookError(message)
 
 
 def warn(message: str) -> None:
@@ -98,7 +168,7 @@ def validate_answers(ctx: dict) -> None:
             name,
             "is not a valid name",
             "Use 2-63 characters: a lowercase letter, then lowercase letters, digits, '-' or '_'"
-            " (e.g. my_backend)",
+            + say(" (e.g. backend_name=my_backend)", " (e.g. label-studio-ml init my_backend)"),
         )
     model_class = str(ctx.get("model_class", ""))
     if model_class and (not model_class.isidentifier() or keyword.iskeyword(model_class)):
@@ -369,7 +439,11 @@ def inspect_script(raw: str, ctx: dict) -> dict:
             "script",
             str(script),
             "does not exist",
-            "Pass an absolute path, or a path relative to the directory you ran cookiecutter in",
+            say(
+                "Pass an absolute path, or a path relative to the directory you ran cookiecutter in",
+                "Pass --script the path of your model's .py file, absolute or relative to the "
+                "current directory",
+            ),
         )
     if not script.is_file():
         raise fail("script", str(script), "is not a file", "Pass the model's .py file, not a folder")
@@ -394,7 +468,12 @@ def inspect_script(raw: str, ctx: dict) -> dict:
                 "model class",
                 wanted,
                 f"is not a {BASE_CLASS} subclass in {script} (found: {listed})",
-                "Name one of the found classes, or fix the script",
+                say(
+                    f"Name one of the found classes (script={script}:{candidates[0]}), or fix the script",
+                    f"Name one of the found classes (--script {script}:{candidates[0]}), or fix the script",
+                )
+                if candidates
+                else "Fix the script",
             )
         chosen = wanted
     elif len(candidates) == 1:
@@ -411,7 +490,10 @@ def inspect_script(raw: str, ctx: dict) -> dict:
             "script",
             str(script),
             f"defines several {BASE_CLASS} subclasses ({', '.join(candidates)})",
-            f"Pick one with script={path_text}:{candidates[0]} or model_class={candidates[0]}",
+            say(
+                f"Pick one with script={path_text}:{candidates[0]} or model_class={candidates[0]}",
+                f"Pick one with --script {script}:{candidates[0]}",
+            ),
         )
     requirements = script.parent / "requirements.txt"
     return {
@@ -443,6 +525,7 @@ def plan(ctx: dict) -> dict:
 
 def main() -> int:
     try:
+        check_cli_keys(CONTEXT, os.getppid())
         handoff = plan(CONTEXT)
     except HookError as exc:
         print(f"ERROR: {exc}", file=sys.stderr)

@@ -280,3 +280,30 @@ def test_metric_labels_stay_bounded_whatever_the_method(serve, seed_class):
     text = server.get("/metrics").text
     assert "BREW" not in text and "random-" not in text
     assert 'method="OTHER"' in text and 'route="unmatched"' in text
+
+
+def test_seed_model_on_a_config_without_control_tags_is_a_422_that_names_it(serve, seed_class):
+    """A new Label Studio project's config is ``<View></View>``: the seed model's __init__ raises
+    IndexError on it. /setup and /predict answer 422 naming the config and the fix, and the
+    status line carries the same text (Label Studio shows only that, never the body)."""
+    server = serve(seed_class)
+    r = server.post("/setup", json={"project": PROJECT, "schema": "<View></View>"})
+    assert r.status_code == 422, r.text
+    body = r.json()
+    assert body["error"] == "label_config_without_controls"
+    assert "no control tag" in body["detail"] and "Labeling Interface" in body["detail"]
+    assert "IndexError" in body["detail"] and "Traceback" not in r.text
+    assert r.reason.startswith("the labeling config of project 12 has no control tag"), r.reason
+    r = server.post("/predict", json={**predict_body(1), "label_config": "<View></View>"})
+    assert r.status_code == 422 and r.json()["error"] == "label_config_without_controls", r.text
+    # with the project's real config the same model builds and serves
+    r = server.post("/setup", json={"project": PROJECT, "schema": SEED_CONFIG})
+    assert r.status_code == 200, r.text
+    assert server.post("/predict", json=predict_body(1)).status_code == 200
+
+
+def test_error_status_line_carries_the_detail_on_one_ascii_line(serve, seed_class):
+    server = serve(seed_class)
+    r = server.post("/predict", json={"project": PROJECT, "tasks": "nope\nü"})
+    assert r.status_code == 400
+    assert r.reason == r.json()["detail"] == "'tasks' must be a non-empty list of task objects"

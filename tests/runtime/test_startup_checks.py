@@ -16,6 +16,7 @@ import textwrap
 import threading
 import uuid
 from pathlib import Path
+from urllib.parse import urlparse
 
 import pytest
 import redis
@@ -123,9 +124,16 @@ def test_health_says_redis_does_not_answer(serve, seed_class):
 
 
 @needs_redis
-def test_start_warns_at_startup_when_no_worker(tmp_path, queue):
+@pytest.mark.parametrize("variable", ["REDIS_URL", "REDIS_HOST"])
+def test_start_warns_at_startup_when_no_worker(tmp_path, queue, variable):
+    """The warning names the variable the user set (REDIS_HOST is the old spelling)."""
     directory = backend_dir(tmp_path)
-    env = dev_env(REDIS_URL=REDIS_URL, RQ_QUEUE_NAME=queue, MODEL_DIR=str(tmp_path / "models"))
+    if variable == "REDIS_URL":
+        redis = {"REDIS_URL": REDIS_URL}
+    else:
+        parsed = urlparse(REDIS_URL)
+        redis = {"REDIS_HOST": parsed.hostname, "REDIS_PORT": str(parsed.port or 6379)}
+    env = dev_env(**redis, RQ_QUEUE_NAME=queue, MODEL_DIR=str(tmp_path / "models"))
     proc = cli(
         "start", str(directory), "--port", str(_free_port()),
         env=env, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
@@ -139,8 +147,10 @@ def test_start_warns_at_startup_when_no_worker(tmp_path, queue):
         proc.terminate()
         proc.wait(10)
     warning = next(line for line in lines if NO_WORKER in line)
-    assert warning.startswith("WARNING: REDIS_URL is set; ") and repr(queue) in warning
-    assert "label-studio-ml worker" in warning and "unset REDIS_URL" in warning
+    assert warning.startswith(f"WARNING: {variable} is set; ") and repr(queue) in warning
+    assert "label-studio-ml worker" in warning and f"unset {variable} " in warning
+    other = {"REDIS_URL": "REDIS_HOST", "REDIS_HOST": "REDIS_URL"}[variable]
+    assert other not in warning, warning
 
 
 # ------------------------------------------------------------------ MODEL_DIR not writable

@@ -53,17 +53,21 @@ def sh(cmd, cwd, env, timeout=900):
     return proc
 
 
-def make_venv(path: Path) -> Path:
-    sh([base_python(), "-m", "venv", str(path)], cwd=path.parent, env=fresh_env())
+def make_venv(path: Path, interpreter: str | None = None) -> Path:
+    sh([interpreter or base_python(), "-m", "venv", str(path)], cwd=path.parent, env=fresh_env())
     return path / "bin" / "python"
 
 
-def install_and_test(project: Path, tmp: Path) -> Path:
-    """Copy, install, test; returns the copy. Asserts the venv runs this working tree's runtime."""
+def install_and_test(project: Path, tmp: Path, interpreter: str | None = None, **extra_env: str) -> Path:
+    """Copy, install, test; returns the copy. Asserts the venv runs this working tree's runtime.
+
+    ``interpreter``: the Python to make the venv with (default: this one's base interpreter);
+    ``extra_env``: variables for the repo's tests (e.g. ``TEST_REDIS_URL``).
+    """
     moved = tmp / "elsewhere" / project.name
     shutil.copytree(project, moved, ignore=shutil.ignore_patterns("__pycache__", ".pytest_cache"))
-    python = make_venv(tmp / "fresh-venv")
-    env = fresh_env(VIRTUAL_ENV=str(python.parent.parent))
+    python = make_venv(tmp / "fresh-venv", interpreter)
+    env = fresh_env(VIRTUAL_ENV=str(python.parent.parent), **extra_env)
     env["PATH"] = f"{python.parent}{os.pathsep}{env['PATH']}"
     sh(
         [python, "-m", "pip", "install", "-q", "-r", "requirements.txt", "-r", "requirements-test.txt"],

@@ -22,7 +22,7 @@ def test_init_prints_the_hook_error_alone(tmp_path, tool):
     )  # fmt: skip
     assert proc.returncode == 1
     assert proc.stderr.splitlines() == [
-        f"ERROR: script '{script}' defines no LabelStudioMLBase subclass. "
+        f"ERROR: --script '{script}' defines no LabelStudioMLBase subclass. "
         "Subclass label_studio_ml.model.LabelStudioMLBase in it."
     ]
     assert "Traceback" not in proc.stdout + proc.stderr

@@ -169,3 +169,27 @@ def test_undeclared_third_party_imports_are_named(bake, tmp_path, capfd, sibling
             f"WARNING: model.py imports {expected}, which requirements.txt does not list: "
             "add them, pinned, or the backend fails with ModuleNotFoundError on a fresh machine."
         ], out
+
+
+def test_unknown_cli_key_is_an_error_on_an_exact_command_line_else_a_warning(pre, monkeypatch, capsys):
+    """Linux gives the cookiecutter command line exactly (/proc); ``ps`` splits it at spaces,
+    where a value like ``description='a b=c'`` would look like a key ``b``: only a warning."""
+    monkeypatch.delenv("LSML_COMMAND", raising=False)
+    monkeypatch.setattr(pre, "cookiecutter_cli_args", lambda pid: (["scirpt=m.py"], True))
+    with pytest.raises(
+        pre.HookError, match=r"^scirpt 'm.py' is not a variable .*Did you mean script=\.\.\.\?"
+    ):
+        pre.check_cli_keys(pre.CONTEXT, 1)
+    monkeypatch.setattr(pre, "cookiecutter_cli_args", lambda pid: (["scirpt=m.py"], False))
+    pre.check_cli_keys(pre.CONTEXT, 1)
+    assert capsys.readouterr().err.startswith("WARNING: scirpt 'm.py' is not a variable of this template")
+    monkeypatch.setenv("LSML_COMMAND", "init")  # init has no key=value arguments to check
+    monkeypatch.setattr(pre, "cookiecutter_cli_args", lambda pid: (["scirpt=m.py"], True))
+    pre.check_cli_keys(pre.CONTEXT, 1)
+
+
+def test_cookiecutter_cli_args_reads_only_a_cookiecutter_parent(pre):
+    import os
+
+    # this test's own parent is no cookiecutter process (pytest's, or a shell)
+    assert pre.cookiecutter_cli_args(os.getppid()) is None

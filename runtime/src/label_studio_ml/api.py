@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import gc
 import logging
+import re
 import traceback
 from itertools import repeat
 from typing import Any, Dict, Optional
@@ -18,7 +19,7 @@ from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 from . import __version__
 from .checks import check_model_dir, rq_workers, worker_warning
 from .gate import Gate
-from .label_config import LabelConfigError, parse_xml
+from .label_config import LabelConfigError, parse_config, parse_xml
 from .launch import init_app, model_kwargs_for, parse_kwargs
 from .metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from .metrics import Metrics
@@ -48,8 +49,25 @@ def _json(payload: Any, status: int = 200, headers: Optional[Dict[str, str]] = N
     return Response(dumps(payload), status=status, mimetype="application/json", headers=headers)
 
 
+REASON_MAX = 300  # characters of the detail repeated in the status line
+
+
+def _reason(detail: str) -> str:
+    """``detail`` as an HTTP reason phrase: one line of printable ASCII, at most REASON_MAX."""
+    line = re.sub(r"\s+", " ", detail).strip()
+    line = "".join(ch if " " <= ch <= "~" else "?" for ch in line)
+    return line if len(line) <= REASON_MAX else line[: REASON_MAX - 3] + "..."
+
+
 def _error(status: int, code: str, detail: str, headers: Optional[Dict[str, str]] = None) -> Response:
-    return _json({"error": code, "detail": detail}, status, headers)
+    resp = _json({"error": code, "detail": detail}, status, headers)
+    # Label Studio shows a failed call as requests' "<status> Client Error: <reason> for url:
+    # ..." (the connection's Error message) and never reads the body: the status line carries
+    # the detail too, so the user sees the cause in Label Studio's UI.
+    reason = _reason(detail)
+    if reason:
+        resp.status = f"{status} {reason}"
+    return resp
 
 
 class Backend:
@@ -142,7 +160,8 @@ def _check_config(backend: Backend, pid: str, config: Optional[str]) -> None:
 def _live_model(backend: Backend, pid: str, config: Optional[str]) -> Any:
     """The project's live model entry (waits for a build, bounded by MODEL_LOAD_TIMEOUT).
 
-    A model that cannot be built without a config is a 400.
+    A model that cannot be built without a config is a 400, on a config without control tags a
+    422.
     """
     _check_config(backend, pid, config)
     try:
@@ -155,7 +174,32 @@ def _live_model(backend: Backend, pid: str, config: Optional[str]) -> Any:
                 f"{exc}, and project {pid} has no labeling config yet: send it as 'schema' "
                 "(/setup) or 'label_config' (/predict), as Label Studio does",
             ) from None
+        _config_without_controls(backend, pid, config, exc)
         raise
+
+
+def _config_without_controls(backend: Backend, pid: str, config: Optional[str], exc: ModelLoadError) -> None:
+    """A model that failed to build on a labeling config without any control tag: a 422.
+
+    A new Label Studio project's config is ``<View></View>`` until its labeling interface is
+    set, and a model that reads its first control tag (the seed tutorial's) fails on it.
+    """
+    config = config or backend.registry.remember_config(pid, None)
+    if config is None:
+        return
+    try:
+        controls = parse_config(config)
+    except LabelConfigError:
+        return
+    if not controls:
+        raise ApiError(
+            422,
+            "label_config_without_controls",
+            f"the labeling config of project {pid} has no control tag (such as <Choices>, "
+            f"<Labels>, <TextArea>), and {exc}. Set the project's labeling interface in Label "
+            "Studio (Settings > Labeling Interface; label-studio start --label-config FILE for a "
+            "new project), then connect again",
+        )
 
 
 def _optional_str(body: Dict[str, Any], key: str) -> Optional[str]:
@@ -190,7 +234,9 @@ def _worker_warning(backend: Backend, count: Optional[int] = -1) -> Optional[str
     if not isinstance(backend.trainer, RQTrainer):
         return None
     settings = backend.settings
-    return worker_warning(backend.trainer.redis, settings.rq_queue_name, settings.redis_url or "", count)
+    return worker_warning(
+        backend.trainer.redis, settings.rq_queue_name, settings.redis_url or "", count, settings.redis_from
+    )
 
 
 @bp.post("/setup")
@@ -211,7 +257,8 @@ def setup() -> Response:
     except ModelLoading:
         pass
     except ModelLoadError:
-        _live_model(backend, pid, schema)  # the 400 (no config) or 500 (model_load_failed) answer
+        # the 400 (no config), 422 (a config without control tags) or 500 (model_load_failed)
+        _live_model(backend, pid, schema)
     return _json({"model_version": backend.registry.version_for(pid, key)})
 
 

@@ -81,24 +81,29 @@ def rq_workers(connection: Any, queue_name: str) -> Optional[int]:
 
 
 def worker_warning(
-    connection: Any, queue_name: str, redis_url: str, count: Optional[int] = -1
+    connection: Any,
+    queue_name: str,
+    redis_url: str,
+    count: Optional[int] = -1,
+    redis_from: str = "REDIS_URL",
 ) -> Optional[str]:
     """One sentence when training jobs would wait forever, else None.
 
     ``count`` is what :func:`rq_workers` answered, when the caller asked already (``/health``
-    reports both: one look at Redis, not two).
+    reports both: one look at Redis, not two). ``redis_from`` is the variable the user set
+    (``REDIS_URL``, or the old ``REDIS_HOST``).
     """
     if count == -1:
         count = rq_workers(connection, queue_name)
     if count is None:
         return (
             f"Redis at {redis_url_shown(redis_url)} does not answer: training cannot be queued "
-            "(REDIS_URL is set, so this backend runs in production mode)"
+            f"({redis_from} is set, so this backend runs in production mode)"
         )
     if count == 0:
         return (
             f"no RQ worker consumes queue {queue_name!r} on {redis_url_shown(redis_url)}: training jobs "
             "stay queued until one starts (label-studio-ml worker <backend dir>, or supervisord); "
-            "unset REDIS_URL for development mode, which trains in the API process"
+            f"unset {redis_from} for development mode, which trains in the API process"
         )
     return None

@@ -87,6 +87,9 @@ def cmd_init(args: argparse.Namespace) -> int:
     if args.runtime_requirement:
         context["_runtime_requirement"] = args.runtime_requirement
     os.environ.setdefault("LSML_RUNTIME_SRC", str(Path(__file__).resolve().parents[1]))
+    # the hooks' errors then name init's arguments (--script PATH:Class), not Cookiecutter's
+    command = os.environ.get("LSML_COMMAND")
+    os.environ["LSML_COMMAND"] = "init"
     # cookiecutter logs a failed hook with its traceback; the hook's own ERROR line says it all
     quiet = logging.getLogger("cookiecutter")
     handler = logging.NullHandler()
@@ -108,6 +111,10 @@ def cmd_init(args: argparse.Namespace) -> int:
     finally:
         quiet.removeHandler(handler)
         quiet.propagate = propagate
+        if command is None:
+            os.environ.pop("LSML_COMMAND", None)
+        else:
+            os.environ["LSML_COMMAND"] = command
     print(f"Created {out}")
     return 0
 
@@ -145,9 +152,11 @@ def cmd_start(args: argparse.Namespace) -> int:
         from .checks import worker_warning
 
         trainer = app.extensions["lsml"].trainer
-        warning = worker_warning(trainer.redis, settings.rq_queue_name, settings.redis_url or "")
+        warning = worker_warning(
+            trainer.redis, settings.rq_queue_name, settings.redis_url or "", redis_from=settings.redis_from
+        )
         if warning:
-            print(f"WARNING: REDIS_URL is set; {warning}.", file=sys.stderr, flush=True)
+            print(f"WARNING: {settings.redis_from} is set; {warning}.", file=sys.stderr, flush=True)
     app.run(host=args.host, port=args.port, debug=args.debug, threaded=True, use_reloader=False)
     return 0
 
@@ -237,8 +246,18 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("start", help="serve a backend directory (development server)")
     p.add_argument("dir", help="the backend directory (holds wsgi.py)")
-    p.add_argument("--host", default=os.environ.get("HOST", "127.0.0.1"))
-    p.add_argument("-p", "--port", type=int, default=int(os.environ.get("PORT", "9090") or 9090))
+    p.add_argument(
+        "--host",
+        default=os.environ.get("HOST", "127.0.0.1"),
+        help="interface to listen on (default: %(default)s, from $HOST or 127.0.0.1)",
+    )
+    p.add_argument(
+        "-p",
+        "--port",
+        type=int,
+        default=int(os.environ.get("PORT", "9090") or 9090),
+        help="port to listen on (default: %(default)s, from $PORT or 9090)",
+    )
     p.add_argument(
         "--with",
         "--kwargs",

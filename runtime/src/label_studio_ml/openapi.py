@@ -60,6 +60,7 @@ _SCHEMAS: Dict[str, Any] = {
                     "payload_too_large",
                     "predict_failed",
                     "model_load_failed",
+                    "label_config_without_controls",
                     "internal_error",
                     "training_unavailable",
                     "model_loading",
@@ -269,6 +270,8 @@ def _errors(*codes: int) -> Dict[str, Any]:
         401: "HTTP Basic credentials required (when BASIC_AUTH_USER/PASS are set).",
         404: "Unknown project (unauthenticated webhooks may only train known projects).",
         413: "Request body larger than MAX_REQUEST_MB.",
+        422: "The model failed to build on a labeling config without control tags "
+        "(label_config_without_controls).",
         500: "The model failed (predict_failed, model_load_failed).",
         503: "Training queue (Redis) unreachable (training_unavailable), or the model still loading "
         "after MODEL_LOAD_TIMEOUT (model_loading, with Retry-After).",
@@ -299,12 +302,13 @@ def build_spec(title: str = "Label Studio ML backend", version: str = __version_
             "summary": "Label Studio sends config, hostname and token; answers the served version.",
             "operationId": "setup", "requestBody": _body("SetupRequest", False),
             "responses": {**_ok("The version served for the project.", "SetupResponse"),
-                          **_errors(400, 401, 413, 500)},
+                          **_errors(400, 401, 413, 422, 500)},
         }},
         "/predict": {"post": {
             "summary": "Predictions for a batch of tasks, one entry per task, in order.",
             "operationId": "predict", "requestBody": _body("PredictRequest"),
-            "responses": {**_ok("Predictions.", "PredictResponse"), **_errors(400, 401, 413, 500, 503)},
+            "responses": {**_ok("Predictions.", "PredictResponse"),
+                          **_errors(400, 401, 413, 422, 500, 503)},
         }},
         "/webhook": {"post": {
             "summary": "Label Studio events; training actions request a run, others are ignored.",

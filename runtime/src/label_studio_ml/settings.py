@@ -66,13 +66,15 @@ def _get(env: Mapping[str, str], name: str, *aliases: str) -> str:
 
 
 def _positive_int(env: Mapping[str, str], name: str) -> int:
+    """A whole number >= 1; the error's example is the variable's own default."""
     raw = _get(env, name)
     try:
         value = int(raw)
     except ValueError:
         value = 0
     if value <= 0:
-        raise SettingsError(f"{name}={raw!r} is not valid: use a positive whole number (e.g. 3600)")
+        example = ENV_VARS[name][0] if name in ENV_VARS else "1"
+        raise SettingsError(f"{name}={raw!r} is not valid: use a positive whole number (e.g. {example})")
     return value
 
 
@@ -172,6 +174,8 @@ class Settings:
     model_load_timeout: float = 60.0
     preload_models: bool = True
     predict_concurrency: int = 0
+    # the variable that made redis_url (messages name what the user set): REDIS_URL or REDIS_HOST
+    redis_from: str = "REDIS_URL"
 
     def __post_init__(self) -> None:
         if self.label_studio_api_key and not self.label_studio_url:
@@ -198,7 +202,7 @@ class Settings:
     def from_env(cls, env: Optional[Mapping[str, str]] = None) -> Settings:
         """Read every variable once; raise :class:`SettingsError` naming a bad one."""
         env = os.environ if env is None else env
-        redis_url = _get(env, "REDIS_URL")
+        redis_url, redis_from = _get(env, "REDIS_URL"), "REDIS_URL"
         if redis_url:
             redis_url = _url("REDIS_URL", redis_url, ("redis", "rediss", "unix"))
         elif _get(env, "REDIS_HOST"):
@@ -206,7 +210,7 @@ class Settings:
             port = _get(env, "REDIS_PORT")
             if not port.isdigit():
                 raise SettingsError(f"REDIS_PORT={port!r} is not valid: use a port number")
-            redis_url = redis_url_from(host, port)
+            redis_url, redis_from = redis_url_from(host, port), "REDIS_HOST"
         user, password = _get(env, "BASIC_AUTH_USER"), _get(env, "BASIC_AUTH_PASS")
         if bool(user) != bool(password):
             missing = "BASIC_AUTH_PASS" if user else "BASIC_AUTH_USER"
@@ -239,4 +243,5 @@ class Settings:
             model_load_timeout=float(_whole(env, "MODEL_LOAD_TIMEOUT", 0)),
             preload_models=_bool(env, "PRELOAD_MODELS"),
             predict_concurrency=_whole(env, "PREDICT_CONCURRENCY", 0),
+            redis_from=redis_from,
         )

@@ -589,6 +589,19 @@ def walk_folder(root: Path, rules: list[tuple[bool, str]]) -> tuple[list[str], b
     return sorted(files), False
 
 
+def code_only_listing(root: Path, rules: list[tuple[bool, str]]) -> list[str]:
+    """The listing of a folder too big to walk: its top-level files, its packages (folders
+    with an ``__init__.py``) and its tests/ folder."""
+    files = [p.name for p in root.iterdir() if p.is_file()]
+    for sub in sorted(root.iterdir()):
+        if sub.is_dir() and ((sub / "__init__.py").is_file() or sub.name in ("tests", "test")):
+            found, _ = walk_folder(sub, [])
+            files += [
+                f"{sub.name}/{rel}" for rel in found if override(f"{sub.name}/{rel}", rules) is not False
+            ]
+    return sorted(files)
+
+
 def test_destination(rel: str) -> str | None:
     """Where a test file of the model's goes: its tests/ (or test/) folder and its top-level
     test_*.py, *_test.py and conftest.py all land in tests/model_tests/."""
@@ -606,6 +619,7 @@ def model_bundle(script: Path) -> dict:
     rules = include_rules(root)
     files, truncated = walk_folder(root, rules)
     if truncated:
+        files = code_only_listing(root, rules)
         warn(
             f"{root} holds over {BUNDLE_MAX_ENTRIES} files; brought only what the model imports, "
             f"its requirements, README and tests. List the data files it reads in {root / INCLUDE_FILE}."
@@ -677,6 +691,8 @@ def model_bundle(script: Path) -> dict:
             continue
         if name.endswith(SKIPPED_SUFFIXES) or (name.startswith(".") and verdict is None):
             continue
+        if truncated and rel not in tests and not rel.endswith(".py") and verdict is None:
+            continue  # too big a folder to tell the model's data from the rest
         if rel in tests:
             dest = tests[rel]
         elif rel.endswith(".py") and rel not in python and verdict is None:

@@ -295,7 +295,25 @@ def test_keywords_repo_installs_alone_and_trains_on_a_worker(template_dir, tmp_p
     proc = bake_cli(template_dir, tmp_path / "out", str(folder))
     assert proc.returncode == 0, proc.stderr
     monkeypatch.setenv("TEST_REDIS_URL", os.environ.get("LSML_TEST_REDIS_URL", "redis://127.0.0.1:6379/0"))
-    install_and_test(tmp_path / "out" / "folder", tmp_path)
+    moved = install_and_test(tmp_path / "out" / "folder", tmp_path)
+    python = tmp_path / "fresh-venv" / "bin" / "python"
+    env = fresh_env(VIRTUAL_ENV=str(python.parent.parent), TEST_REDIS_URL=os.environ["TEST_REDIS_URL"])
+    env["PATH"] = f"{python.parent}{os.pathsep}{env['PATH']}"
+    proc = subprocess.run(
+        [str(python), "-m", "pytest", "-v", "-p", "no:cacheprovider"],
+        cwd=moved,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stdout[-4000:]
+    for test in (
+        "tests/model_tests/test_api.py::test_predict",  # the folder's own test, through _wsgi
+        "tests/test_production.py::test_the_worker_trains_a_new_version",  # RQ worker runs fit
+        "tests/test_server.py::test_health_over_http",  # label-studio-ml start
+    ):
+        assert f"{test} PASSED" in proc.stdout, proc.stdout[-4000:]
 
 
 @pytest.fixture
@@ -369,3 +387,83 @@ def test_segmenter_installs_alone_and_serves_weights_from_model_root(template_di
     result = answer["results"][0]["result"]
     assert [(r["value"]["text"], r["value"]["labels"]) for r in result] == [("9 9", ["Spike"])]
     assert answer["results"][0]["score"] == 8.0  # the threshold of the mounted weights, not the default 5
+
+
+# ------------------------------------------------------------------ the rule's pieces
+@pytest.fixture
+def pre(template_dir):
+    from .test_hook_units import load_hook
+
+    return load_hook(template_dir, "pre_gen_project")
+
+
+def test_generated_names_cover_the_template(pre, template_dir):
+    """Every top-level file of the template is either refused as a name for the model's files,
+    replaced (upstream boilerplate), or handled on its own (model.py, data/, logs/, weights/,
+    hidden files); and every refused name is one the template has."""
+    top = {p.name for p in (template_dir / "{{cookiecutter.backend_name}}").iterdir()}
+    handled = {"model.py", "data", "logs", "weights", ".env.example"}
+    assert top - pre.GENERATED_NAMES - pre.REPLACED - handled == set()
+    assert pre.GENERATED_NAMES - top == set()
+
+
+def test_lsmlinclude_last_matching_line_wins(pre, tmp_path):
+    (tmp_path / ".lsmlinclude").write_text("# comment\nconfigs\n!configs/secret.yaml\n\n*.bin\n")
+    rules = pre.include_rules(tmp_path)
+    assert pre.override("configs/a.yaml", rules) is True  # a folder's pattern matches its files
+    assert pre.override("configs/secret.yaml", rules) is False
+    assert pre.override("deep/w.bin", rules) is True  # fnmatch: * crosses /
+    assert pre.override("model.py", rules) is None
+
+
+def test_a_folder_without_a_model_is_refused(bake, tmp_path, capfd):
+    folder = tmp_path / "tools"
+    folder.mkdir()
+    (folder / "convert.py").write_text("print('hi')\n")
+    result = bake(script=str(folder))
+    assert result.exit_code != 0
+    err = capfd.readouterr().err
+    assert (
+        f"ERROR: script '{folder}' is a folder whose .py files define no LabelStudioMLBase subclass. "
+        f"Pass the model's file as script={folder / 'model.py'} (or folder/file.py:Class)." in err
+    )
+
+
+def test_another_projects_subfolder_and_a_huge_folder_stay_out(template_dir, tmp_path):
+    folder = copy_folder("keywords", tmp_path)
+    other = folder / "other_model"
+    other.mkdir()
+    (other / "model.py").write_text("x = 1\n")
+    (other / "labels.txt").write_text("not ours\n")
+    proc = bake_cli(template_dir, tmp_path / "out", str(folder))
+    assert proc.returncode == 0, proc.stderr
+    root = tmp_path / "out" / "folder"
+    assert not (root / "other_model").exists()
+    assert (root / "data" / "keywords.txt").is_file()
+    # a folder of thousands of files (a home directory): what the model imports, no data
+    bulk = folder / "dump"
+    bulk.mkdir()
+    for i in range(5000):
+        (bulk / f"{i}.txt").write_text("")
+    proc = bake_cli(template_dir, tmp_path / "out2", str(folder))
+    assert proc.returncode == 0, proc.stderr
+    assert f"WARNING: {folder} holds over 5000 files; brought only what the model imports" in proc.stderr
+    root = tmp_path / "out2" / "folder"
+    assert (root / "helpers.py").is_file() and (root / "matching" / "tokens.py").is_file()
+    assert not (root / "dump").exists()
+
+
+def test_hooks_import_only_the_standard_library(template_dir):
+    """Baking needs only the standard library (and, in post-gen, cookiecutter's own config)."""
+    import ast
+
+    for hook in ("pre_gen_project.py", "post_gen_project.py"):
+        tree = ast.parse((template_dir / "hooks" / hook).read_text())
+        names = set()
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Import):
+                names.update(a.name.split(".")[0] for a in node.names)
+            elif isinstance(node, ast.ImportFrom) and node.level == 0:
+                names.add(node.module.split(".")[0])
+        allowed = set(sys.stdlib_module_names) | {"__future__", "cookiecutter", "pip"}
+        assert names - allowed == set(), hook

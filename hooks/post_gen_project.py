@@ -382,6 +382,9 @@ MODEL_TESTS = Path("tests", "model_tests")
 # Requirement lines of a model's folder that the generated repo replaces: the runtime and its
 # servers (PROVIDED) and upstream's gunicorn (uWSGI serves here).
 REPLACED_REQUIREMENT = re.compile(r"^\s*gunicorn\s*([<>=!~;\[@]|$)", re.I)
+# What the runtime itself installs, at the versions it needs: a model folder's pins of these
+# (often years old) would make pip's resolution fail, so they are left out, and said so.
+RUNTIME_PINNED = {"flask", "werkzeug", "rq", "redis", "orjson", "prometheus-client", "gunicorn"}
 INCLUDE_LINE = re.compile(r"^\s*-[rc]\s|^\s*--(requirement|constraint)[\s=]")
 ALIAS_SHIM = '''"""`import {alias}` is `import model`: the bake installed {alias}.py as model.py.
 
@@ -407,13 +410,14 @@ def requirement_lines(path: Path) -> list[str]:
     ]
 
 
-def merge_into(target: Path, sources: list[Path], header: str) -> list[str]:
-    """Append the sources' requirements that ``target`` does not name yet (by distribution:
-    a pin already there wins), minus what the template provides or replaces."""
+def merge_into(target: Path, sources: list[Path], header: str, also: Path | None = None) -> list[str]:
+    """Append the sources' requirements that ``target`` (or ``also``) does not name yet (by
+    distribution: a pin already there wins), minus what the template provides or replaces."""
     lines = target.read_text(encoding="utf-8").splitlines()
+    others = also.read_text(encoding="utf-8").splitlines() if also else []
     # -r lines the model's own requirements.txt brought in point at files that are not here
     lines = [line for line in lines if not (INCLUDE_LINE.match(line) and not include_exists(line))]
-    named = {normalized(m.group(1)) for line in lines if (m := REQUIREMENT_NAME.match(line))}
+    named = {normalized(m.group(1)) for line in lines + others if (m := REQUIREMENT_NAME.match(line))}
     added = []
     for source in sources:
         for line in requirement_lines(source):
@@ -473,16 +477,35 @@ def install_bundle(handoff: dict) -> list[str]:
         Path("requirements-test.txt"),
         [root / r for r in bundle.get("test_requirements", [])],
         "# from the test requirements of the model's folder",
+        also=Path("requirements.txt"),
     )
+    dropped = drop_runtime_pins(Path("requirements.txt"))
     exclude_from_ruff([d for d in brought if d.endswith(".py") or d.startswith(MODEL_TESTS.as_posix())])
     unignore_data(brought)
     if brought:
         notes.append(f"Brought from {root}: {', '.join(brought)}")
     if added or added_tests:
         notes.append(f"Merged requirements: {', '.join([*added, *added_tests])}")
+    if dropped:
+        notes.append(f"Left out of requirements.txt (the runtime installs its own): {', '.join(dropped)}")
     if bundle.get("replaced"):
         notes.append(f"Replaced by this repo's own files: {', '.join(bundle['replaced'])}")
     return notes
+
+
+def drop_runtime_pins(requirements: Path) -> list[str]:
+    """Remove the model's lines for what the runtime installs (RUNTIME_PINNED); returns them."""
+    lines = requirements.read_text(encoding="utf-8").splitlines()
+    kept, dropped = lines[:1], []
+    for line in lines[1:]:
+        match = REQUIREMENT_NAME.match(line)
+        if match and normalized(match.group(1)) in RUNTIME_PINNED:
+            dropped.append(line.strip())
+        else:
+            kept.append(line)
+    if dropped:
+        requirements.write_text("\n".join(kept) + "\n", encoding="utf-8")
+    return dropped
 
 
 def exclude_from_ruff(paths: list[str]) -> None:

@@ -713,7 +713,7 @@ def model_bundle(script: Path) -> dict:
     check_collisions(root, bring, stem)
     return {
         "root": str(root),
-        "files": sorted(bring.items()),
+        "files": sorted(bring.items()) + beside_moved_tests(root, tests, bring),
         "requirements": requirements,
         "test_requirements": test_requirements,
         "readme": readme,
@@ -722,6 +722,24 @@ def model_bundle(script: Path) -> dict:
         "alias": stem if imports_model_by_name and stem != "model" else "",
         "wsgi_shim": (root / "_wsgi.py").is_file() or any(d.startswith(MODEL_TESTS) for d in bring.values()),
     }
+
+
+def beside_moved_tests(root: Path, tests: dict[str, str], bring: dict[str, str]) -> list[list[str]]:
+    """A top-level test file moves to tests/model_tests/; what it names in a string literal
+    (``os.path.join(os.path.dirname(__file__), "test_images", ...)``) among the data brought to
+    the top goes there too, so its paths relative to ``__file__`` still work."""
+    named: set[str] = set()
+    for rel in tests:
+        if "/" not in rel and rel.endswith(".py"):
+            tree = parse_file(root / rel)
+            for node in ast.walk(tree) if tree is not None else ():
+                if isinstance(node, ast.Constant) and isinstance(node.value, str):
+                    named.add(node.value.strip("./").split("/")[0])
+    return [
+        [rel, f"{MODEL_TESTS}/{rel}"]
+        for rel, dest in sorted(bring.items())
+        if dest == rel and not rel.endswith(".py") and rel.split("/")[0] in named
+    ]
 
 
 def check_collisions(root: Path, bring: dict[str, str], stem: str) -> None:

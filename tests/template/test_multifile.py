@@ -126,6 +126,7 @@ def test_folder_brings_what_the_model_needs_and_nothing_else(bake, tmp_path):
         "data/keywords.txt",
         "tests/model_tests/__init__.py",
         "tests/model_tests/test_api.py",
+        "tests/model_tests/samples/news.txt",  # the moved test reads it beside itself
         "README.model.md",
         "_wsgi.py",
     ):
@@ -154,6 +155,7 @@ def test_folder_brings_what_the_model_needs_and_nothing_else(bake, tmp_path):
     # requirements merged: nothing of upstream's servers or runtime, one pytest (ours, pinned)
     requirements = (root / "requirements.txt").read_text()
     assert "gunicorn" not in requirements and "label-studio-ml" not in requirements
+    assert "rq==1.10.1" not in requirements  # the runtime's rq, not an old pin of the folder's
     assert requirements.splitlines()[0].startswith("./vendor/lsml_runtime-")
     tests_req = (root / "requirements-test.txt").read_text().splitlines()
     assert sum(line.split("=")[0].strip() == "pytest" for line in tests_req) == 1
@@ -221,6 +223,7 @@ def test_big_files_are_left_out_with_a_warning_and_lsmlinclude_overrides(templat
         f"{folder / '.lsmlinclude'} to bake it in anyway."
     ], proc.stderr
     assert not (tmp_path / "out" / "folder" / "data" / "weights.bin").exists()
+    assert "Left out of requirements.txt (the runtime installs its own): rq==1.10.1" in proc.stdout
     # the override: bring the big file and the tool, leave the README out
     (folder / ".lsmlinclude").write_text(
         "# what the rule gets wrong\ndata/weights.bin\nconvert.py\n!README.md\n"

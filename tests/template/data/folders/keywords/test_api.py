@@ -1,6 +1,7 @@
 """Upstream-style API test: run ``pytest`` in this folder."""
 
 import json
+import os
 
 import pytest
 from model import LABEL_CONFIG, KeywordSpotter
@@ -17,7 +18,9 @@ def client():
 
 
 def test_predict(client):
-    request = {"tasks": [{"id": 1, "data": {"text": "Acme opened in Paris."}}], "label_config": LABEL_CONFIG}
+    with open(os.path.join(os.path.dirname(__file__), "samples", "news.txt"), encoding="utf-8") as f:
+        text = f.read().strip()
+    request = {"tasks": [{"id": 1, "data": {"text": text}}], "label_config": LABEL_CONFIG}
     response = client.post("/predict", data=json.dumps(request), content_type="application/json")
     assert response.status_code == 200
     result = json.loads(response.data)["results"][0]["result"]

@@ -725,16 +725,24 @@ def model_bundle(script: Path) -> dict:
 
 
 def beside_moved_tests(root: Path, tests: dict[str, str], bring: dict[str, str]) -> list[list[str]]:
-    """A top-level test file moves to tests/model_tests/; what it names in a string literal
-    (``os.path.join(os.path.dirname(__file__), "test_images", ...)``) among the data brought to
-    the top goes there too, so its paths relative to ``__file__`` still work."""
+    """A top-level test file moves to tests/model_tests/; what it names as a path (a string
+    argument of a call, ``os.path.join(os.path.dirname(__file__), "test_images", ...)``, or
+    after ``/``) among the data brought to the top goes there too, so its paths relative to
+    ``__file__`` still work."""
     named: set[str] = set()
     for rel in tests:
         if "/" not in rel and rel.endswith(".py"):
             tree = parse_file(root / rel)
             for node in ast.walk(tree) if tree is not None else ():
-                if isinstance(node, ast.Constant) and isinstance(node.value, str):
-                    named.add(node.value.strip("./").split("/")[0])
+                if isinstance(node, ast.Call):
+                    parts = node.args
+                elif isinstance(node, ast.BinOp) and isinstance(node.op, ast.Div):
+                    parts = [node.right]
+                else:
+                    continue
+                for part in parts:
+                    if isinstance(part, ast.Constant) and isinstance(part.value, str):
+                        named.add(part.value.strip("./").split("/")[0])
     return [
         [rel, f"{MODEL_TESTS}/{rel}"]
         for rel, dest in sorted(bring.items())

@@ -146,6 +146,7 @@ def test_folder_brings_what_the_model_needs_and_nothing_else(bake, tmp_path):
         assert path not in brought, path
     assert not (root / ".env").exists()
     assert not any(p.endswith(".pyc") for p in brought)
+    assert not any(p.startswith("tests/model_tests/data") for p in brought)  # "data" is a dict key there
     # the generated repo's own files stand in for upstream boilerplate
     assert "gunicorn" not in (root / "Dockerfile").read_text()
     assert "supervisord" in (root / "Dockerfile").read_text()

@@ -25,7 +25,7 @@ from urllib.parse import urlparse
 # name -> (default, description). The order is the documentation order.
 ENV_VARS = {
     "MODEL_DIR": ("./data/models", "model store: versions, training status (shared by all processes)"),
-    "MODEL_ROOT": ("./weights", "large model files kept out of git (weights); Compose mounts ./weights there"),
+    "MODEL_ROOT": ("./weights", "large model files (weights) kept out of git; Compose mounts them"),
     "REDIS_URL": ("", "set to run training on RQ workers (production mode)"),
     "REDIS_HOST": ("", "old spelling: builds REDIS_URL with REDIS_PORT when REDIS_URL is unset"),
     "REDIS_PORT": ("6379", "old spelling, with REDIS_HOST"),

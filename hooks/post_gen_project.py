@@ -444,6 +444,8 @@ def install_bundle(handoff: dict) -> list[str]:
     if not bundle or handoff.get("keep_model"):
         if not (handoff.get("keep_model") and MODEL_TESTS.is_dir()):  # a re-run keeps its shim
             remove(WSGI_SHIM)
+        if handoff.get("keep_model"):  # a re-run: what an earlier bake brought stays the user's
+            exclude_from_ruff(brought_earlier())
         return []
     root = Path(bundle["root"])
     notes = []
@@ -506,6 +508,21 @@ def drop_runtime_pins(requirements: Path) -> list[str]:
     if dropped:
         requirements.write_text("\n".join(kept) + "\n", encoding="utf-8")
     return dropped
+
+
+def brought_earlier() -> list[str]:
+    """On a re-run, the model's code an earlier bake brought: top-level modules and packages
+    that are not the template's, and tests/model_tests."""
+    ours = {"model.py", "wsgi.py", "rq_settings.py", WSGI_SHIM.name, EXAMPLE.name}
+    found = [p.name for p in sorted(Path(".").glob("*.py")) if p.name not in ours]
+    found += [
+        f"{p.name}/{m.name}"
+        for p in sorted(Path(".").iterdir())
+        if p.is_dir() and p.name not in ("tests", "vendor") and (p / "__init__.py").is_file()
+        for m in sorted(p.rglob("*.py"))
+        if "__pycache__" not in m.parts
+    ]
+    return found + ([MODEL_TESTS.as_posix()] if MODEL_TESTS.is_dir() else [])
 
 
 def exclude_from_ruff(paths: list[str]) -> None:

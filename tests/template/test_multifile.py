@@ -471,3 +471,23 @@ def test_hooks_import_only_the_standard_library(template_dir):
                 names.add(node.module.split(".")[0])
         allowed = set(sys.stdlib_module_names) | {"__future__", "cookiecutter", "pip"}
         assert names - allowed == set(), hook
+
+
+def test_a_rerun_keeps_what_an_earlier_bake_brought(tmp_path):
+    """label-studio-ml init --force after the folder is gone: the model, its neighbours, the
+    _wsgi.py shim and their exclusion from ruff stay; the repo still passes its tests."""
+    folder = copy_folder("keywords", tmp_path)
+    init = [str(VENV_BIN / "label-studio-ml"), "init", "kw"]
+    run = dict(cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    proc = subprocess.run([*init, "--script", str(folder)], **run)
+    assert proc.returncode == 0, proc.stderr
+    root = tmp_path / "kw"
+    before = (root / "pyproject.toml").read_text()
+    shutil.rmtree(folder)
+    proc = subprocess.run([*init, "--force", "--script", str(folder)], **run)
+    assert proc.returncode == 0, proc.stderr
+    assert f"WARNING: script '{folder}' no longer exists; keeping the existing model.py." in proc.stderr
+    assert (root / "pyproject.toml").read_text() == before
+    assert (root / "_wsgi.py").is_file() and (root / "helpers.py").is_file()
+    lint(root)
+    assert "tests/model_tests/test_api.py::test_predict PASSED" in run_own_tests(root, "-v")

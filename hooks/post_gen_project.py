@@ -371,6 +371,188 @@ def prune(using_example: bool) -> None:
         remove(cache)
 
 
+# ------------------------------------------------------------------ a model with its neighbours
+# pre_gen lists what comes from the model's folder ("bundle"; docs/hooks.md); this puts it in
+# place: modules and data at the same paths as in the folder (so imports and paths relative to
+# __file__ work unchanged), the model's tests in tests/model_tests/, its README as
+# README.model.md, its requirements merged into ours.
+WSGI_SHIM = Path("_wsgi.py")
+MODEL_README = Path("README.model.md")
+MODEL_TESTS = Path("tests", "model_tests")
+# Requirement lines of a model's folder that the generated repo replaces: the runtime and its
+# servers (PROVIDED) and upstream's gunicorn (uWSGI serves here).
+REPLACED_REQUIREMENT = re.compile(r"^\s*gunicorn\s*([<>=!~;\[@]|$)", re.I)
+# What the runtime itself installs, at the versions it needs: a model folder's pins of these
+# (often years old) would make pip's resolution fail, so they are left out, and said so.
+RUNTIME_PINNED = {"flask", "werkzeug", "rq", "redis", "orjson", "prometheus-client", "gunicorn"}
+INCLUDE_LINE = re.compile(r"^\s*-[rc]\s|^\s*--(requirement|constraint)[\s=]")
+ALIAS_SHIM = '''"""`import {alias}` is `import model`: the bake installed {alias}.py as model.py.
+
+Code beside the model (its tests, its helpers) imports it under its old name; this keeps that
+working with one module object, so classes and module state are shared.
+"""
+
+import sys
+
+import model
+
+sys.modules[__name__] = model
+'''
+
+
+def requirement_lines(path: Path) -> list[str]:
+    """The requirement lines of a file, without comments, blanks and -r/-c includes (the files
+    they include are merged on their own)."""
+    return [
+        line.strip()
+        for line in path.read_text(encoding="utf-8").splitlines()
+        if line.strip() and not line.strip().startswith("#") and not INCLUDE_LINE.match(line)
+    ]
+
+
+def merge_into(target: Path, sources: list[Path], header: str, also: Path | None = None) -> list[str]:
+    """Append the sources' requirements that ``target`` (or ``also``) does not name yet (by
+    distribution: a pin already there wins), minus what the template provides or replaces."""
+    lines = target.read_text(encoding="utf-8").splitlines()
+    others = also.read_text(encoding="utf-8").splitlines() if also else []
+    # -r lines the model's own requirements.txt brought in point at files that are not here
+    lines = [line for line in lines if not (INCLUDE_LINE.match(line) and not include_exists(line))]
+    named = {normalized(m.group(1)) for line in lines + others if (m := REQUIREMENT_NAME.match(line))}
+    added = []
+    for source in sources:
+        for line in requirement_lines(source):
+            match = REQUIREMENT_NAME.match(line)
+            key = normalized(match.group(1)) if match else line
+            if PROVIDED.match(line) or REPLACED_REQUIREMENT.match(line) or key in named:
+                continue
+            named.add(key)
+            added.append(line)
+    block = [header, *added] if added else []
+    target.write_text("\n".join([*lines, *block]) + "\n", encoding="utf-8")
+    return added
+
+
+def include_exists(line: str) -> bool:
+    name = re.split(r"[\s=]+", line.strip(), maxsplit=1)[-1].strip()
+    return Path(name).is_file()
+
+
+def install_bundle(handoff: dict) -> list[str]:
+    """Bring the model's neighbours; returns lines to print. Without a bundle (a single script,
+    the example, a re-run) only drops the _wsgi.py shim nothing asked for."""
+    bundle = handoff.get("bundle") or {}
+    if not bundle or handoff.get("keep_model"):
+        if not (handoff.get("keep_model") and MODEL_TESTS.is_dir()):  # a re-run keeps its shim
+            remove(WSGI_SHIM)
+        if handoff.get("keep_model"):  # a re-run: what an earlier bake brought stays the user's
+            exclude_from_ruff(brought_earlier())
+        return []
+    root = Path(bundle["root"])
+    notes = []
+    brought = []
+    for rel, dest in bundle["files"]:
+        target = Path(dest)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(root / rel, target)
+        brought.append(dest)
+    if any(Path(d).parts[:2] == MODEL_TESTS.parts for d in brought):
+        (MODEL_TESTS / "__init__.py").touch()  # a package: its test_api.py is not ours
+    alias = bundle.get("alias") or ""
+    if alias:
+        Path(f"{alias}.py").write_text(ALIAS_SHIM.format(alias=alias), encoding="utf-8")
+        notes.append(f"{alias}.py imports model.py under its old name ({alias}).")
+    if not bundle.get("wsgi_shim"):
+        remove(WSGI_SHIM)
+    if bundle.get("readme"):
+        shutil.copyfile(root / bundle["readme"], MODEL_README)
+        with Path("README.md").open("a", encoding="utf-8") as readme:
+            readme.write(
+                f"\n## The model's own notes\n\n[{MODEL_README}]({MODEL_README}) is the README that "
+                f"came with the model ({bundle['readme']} of its folder).\n"
+            )
+    added = merge_into(
+        Path("requirements.txt"),
+        [root / r for r in bundle.get("requirements", [])],
+        "# from the requirements files of the model's folder",
+    )
+    added_tests = merge_into(
+        Path("requirements-test.txt"),
+        [root / r for r in bundle.get("test_requirements", [])],
+        "# from the test requirements of the model's folder",
+        also=Path("requirements.txt"),
+    )
+    dropped = drop_runtime_pins(Path("requirements.txt"))
+    exclude_from_ruff([d for d in brought if d.endswith(".py") or d.startswith(MODEL_TESTS.as_posix())])
+    unignore_data(brought)
+    if brought:
+        notes.append(f"Brought from {root}: {', '.join(brought)}")
+    if added or added_tests:
+        notes.append(f"Merged requirements: {', '.join([*added, *added_tests])}")
+    if dropped:
+        notes.append(f"Left out of requirements.txt (the runtime installs its own): {', '.join(dropped)}")
+    if bundle.get("replaced"):
+        notes.append(f"Replaced by this repo's own files: {', '.join(bundle['replaced'])}")
+    return notes
+
+
+def drop_runtime_pins(requirements: Path) -> list[str]:
+    """Remove the model's lines for what the runtime installs (RUNTIME_PINNED); returns them."""
+    lines = requirements.read_text(encoding="utf-8").splitlines()
+    kept, dropped = lines[:1], []
+    for line in lines[1:]:
+        match = REQUIREMENT_NAME.match(line)
+        if match and normalized(match.group(1)) in RUNTIME_PINNED:
+            dropped.append(line.strip())
+        else:
+            kept.append(line)
+    if dropped:
+        requirements.write_text("\n".join(kept) + "\n", encoding="utf-8")
+    return dropped
+
+
+def brought_earlier() -> list[str]:
+    """On a re-run, the model's code an earlier bake brought: top-level modules and packages
+    that are not the template's, and tests/model_tests."""
+    ours = {"model.py", "wsgi.py", "rq_settings.py", WSGI_SHIM.name, EXAMPLE.name}
+    found = [p.name for p in sorted(Path(".").glob("*.py")) if p.name not in ours]
+    found += [
+        f"{p.name}/{m.name}"
+        for p in sorted(Path(".").iterdir())
+        if p.is_dir() and p.name not in ("tests", "vendor") and (p / "__init__.py").is_file()
+        for m in sorted(p.rglob("*.py"))
+        if "__pycache__" not in m.parts
+    ]
+    return found + ([MODEL_TESTS.as_posix()] if MODEL_TESTS.is_dir() else [])
+
+
+def exclude_from_ruff(paths: list[str]) -> None:
+    """The model's code is the user's, as model.py is: ruff (CI, pre-commit) leaves it alone."""
+    if not paths:
+        return
+    pyproject = Path("pyproject.toml")
+    text = pyproject.read_text(encoding="utf-8")
+    tops = sorted({p if not p.startswith(MODEL_TESTS.as_posix()) else MODEL_TESTS.as_posix() for p in paths})
+    listed = ", ".join(json.dumps(p) for p in ["model.py", *tops])
+    text = re.sub(r"^extend-exclude = \[.*\]$", f"extend-exclude = [{listed}]", text, count=1, flags=re.M)
+    pyproject.write_text(text, encoding="utf-8")
+
+
+def unignore_data(brought: list[str]) -> None:
+    """The model's own data/ shares the folder with the model store (data/models, ignored), its
+    weights/ the one for large files (MODEL_ROOT): git and docker build must still see what the
+    model brought there."""
+    tops = sorted({"/".join(Path(d).parts[:2]) for d in brought if Path(d).parts[0] in ("data", "weights")})
+    if not tops:
+        return
+    for ignore in (Path(".gitignore"), Path(".dockerignore")):
+        if ignore.is_file():
+            lines = ignore.read_text(encoding="utf-8").splitlines()
+            extra = [f"!{top}" for top in tops if f"!{top}" not in lines]
+            if extra:
+                block = ["# the model's own files (data/models is the model store)", *extra]
+                ignore.write_text("\n".join([*lines, *block]) + "\n", encoding="utf-8")
+
+
 def main() -> int:
     handoff = read_handoff()
     try:
@@ -381,6 +563,7 @@ def main() -> int:
     origin = install_model(handoff)
     using_example = origin == "the built-in example"
     added = merge_requirements(handoff)
+    bundle_notes = install_bundle(handoff)
     sdk = add_sdk_requirement(handoff)
     if sdk:
         added.append(sdk)
@@ -393,6 +576,8 @@ def main() -> int:
     print(f"Created {name}/ with model.py from {origin}.")
     if added:
         print(f"Added to requirements.txt: {', '.join(added)}")
+    for note in bundle_notes:
+        print(note)
     missing = undeclared_imports(handoff)
     if missing:
         print(

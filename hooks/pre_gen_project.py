@@ -445,6 +445,8 @@ def inspect_script(raw: str, ctx: dict) -> dict:
                 "current directory",
             ),
         )
+    if script.is_dir():
+        script = find_model_file(script, wanted)
     if not script.is_file():
         raise fail("script", str(script), "is not a file", "Pass the model's .py file, not a folder")
     if script.suffix != ".py":
@@ -496,7 +498,7 @@ def inspect_script(raw: str, ctx: dict) -> dict:
             ),
         )
     requirements = script.parent / "requirements.txt"
-    return {
+    handoff = {
         "script": str(script),
         "keep_model": False,
         "model_class": chosen,
@@ -506,6 +508,7 @@ def inspect_script(raw: str, ctx: dict) -> dict:
         "imports": third_party_imports(tree, script.parent),
         "requirements": str(requirements) if requirements.is_file() else "",
     }
+    return with_model_bundle(handoff, script)
 
 
 def keep_existing_model(ctx: dict) -> dict:
@@ -521,6 +524,369 @@ def plan(ctx: dict) -> dict:
     if Path("model.py").is_file():
         return keep_existing_model(ctx)
     return {"script": "", "keep_model": False, "model_class": ctx.get("model_class") or EXAMPLE_CLASS}
+
+
+# ------------------------------------------------------------------ a model with its neighbours
+# The model's folder comes along with what the model needs (docs/hooks.md, "What a bake brings"):
+# the modules and packages it and its tests import from the folder, the non-Python files beside
+# them, its requirements*.txt, tests and README; never caches, virtualenvs, VCS data, build output
+# or secrets; no file over BUNDLE_MAX_MB. ``.lsmlinclude`` beside the model overrides the rule.
+INCLUDE_FILE = ".lsmlinclude"
+BUNDLE_MAX_MB = 10
+BUNDLE_MAX_ENTRIES = 5000
+MODEL_TESTS = "tests/model_tests"
+# Never brought: directories by name (plus any directory holding a virtualenv's pyvenv.cfg)
+SKIPPED_DIRS = {
+    ".git", ".hg", ".svn", ".venv", "venv", "env", "__pycache__", ".pytest_cache", ".ruff_cache",
+    ".mypy_cache", ".tox", ".nox", ".ipynb_checkpoints", "build", "dist", "node_modules", "logs",
+    ".idea", ".vscode", "htmlcov", ".eggs",
+}  # fmt: skip
+SKIPPED_SUFFIXES = (".pyc", ".pyo", ".egg-info", ".swp", "~")
+# Upstream boilerplate the generated repo has its own version of (requirements are merged).
+REPLACED = {
+    "Dockerfile", "docker-compose.yml", "docker-compose.yaml", "compose.yml", "compose.yaml",
+    ".dockerignore", ".gitignore", "_wsgi.py", "pyproject.toml", "setup.py", "setup.cfg",
+    "uwsgi.ini", "supervisord.conf",
+}  # fmt: skip
+# What the generated repo holds at its top level: a module or file of the model's must not take
+# one of these names (tests/template checks this list against the template).
+GENERATED_NAMES = {
+    "wsgi.py", "rq_settings.py", "vendor", "tests", ".github",
+    ".pre-commit-config.yaml", ".gitattributes", "requirements.txt", "requirements-test.txt",
+    "README.md", "example_model.py",
+}  # fmt: skip
+REQUIREMENTS_RE = re.compile(r"^requirements([-_.][\w.-]+)?\.txt$", re.I)
+TEST_REQUIREMENTS_RE = re.compile(r"^requirements[-_.](test|tests|dev)\.txt$", re.I)
+README_RE = re.compile(r"^readme(\.(md|rst|txt))?$", re.I)
+TEST_FILE_RE = re.compile(r"^(test_.*|.*_test|conftest)\.py$")
+
+
+def find_model_file(folder: Path, wanted: str) -> Path:
+    """``script=<folder>``: the one top-level .py file defining a LabelStudioMLBase subclass
+    (``wanted`` when named), ``model.py`` first; found from the syntax tree, nothing imported."""
+    found: list[Path] = []
+    for path in sorted(folder.glob("*.py")):
+        if path.name == "_wsgi.py" or TEST_FILE_RE.match(path.name):
+            continue
+        try:
+            classes = ast_classes(ast.parse(path.read_text(encoding="utf-8")))
+        except (SyntaxError, UnicodeDecodeError, ValueError):
+            continue
+        if classes and (not wanted or wanted in classes):
+            found.append(path)
+    preferred = folder / "model.py"
+    if preferred in found or (not found and preferred.is_file()):
+        return preferred
+    if len(found) == 1:
+        return found[0]
+    if not found:
+        raise fail(
+            "script",
+            str(folder),
+            f"is a folder whose .py files define no {BASE_CLASS} subclass"
+            + (f" named {wanted}" if wanted else ""),
+            f"Pass the model's file as script={folder / 'model.py'} (or folder/file.py:Class)",
+        )
+    names = ", ".join(p.name for p in found)
+    raise fail(
+        "script",
+        str(folder),
+        f"is a folder with several model files ({names})",
+        f"Name one: script={found[0]} or script={folder}:<Class>",
+    )
+
+
+def include_rules(root: Path) -> list[tuple[bool, str]]:
+    """``.lsmlinclude``: one glob per line relative to the model's folder; ``!glob`` leaves out."""
+    path = root / INCLUDE_FILE
+    if not path.is_file():
+        return []
+    rules = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        line = line.strip()
+        if line and not line.startswith("#"):
+            exclude = line.startswith("!")
+            rules.append((not exclude, line.lstrip("!").strip().strip("/")))
+    return rules
+
+
+def override(rel: str, rules: list[tuple[bool, str]]) -> bool | None:
+    """The last ``.lsmlinclude`` rule matching ``rel`` (or a folder above it): True = bring,
+    False = leave out, None = no rule matches."""
+    import fnmatch
+
+    parts = rel.split("/")
+    prefixes = ["/".join(parts[: i + 1]) for i in range(len(parts))]
+    verdict = None
+    for include, pattern in rules:
+        if any(fnmatch.fnmatchcase(p, pattern) for p in prefixes):
+            verdict = include
+    return verdict
+
+
+def skipped_dir(path: Path) -> bool:
+    return (
+        path.name in SKIPPED_DIRS or path.name.endswith(SKIPPED_SUFFIXES) or (path / "pyvenv.cfg").is_file()
+    )
+
+
+def local_modules(tree: ast.Module, root: Path) -> set[str]:
+    """Top-level names of the absolute imports that are modules or packages in ``root``."""
+    names = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            names.update(alias.name.split(".")[0] for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            names.add(node.module.split(".")[0])
+    return {n for n in names if (root / f"{n}.py").is_file() or (root / n).is_dir()}
+
+
+def parse_file(path: Path) -> ast.Module | None:
+    try:
+        return ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
+    except (SyntaxError, UnicodeDecodeError, ValueError):
+        warn(f"{path} is not valid Python; brought as it is, without following its imports.")
+        return None
+
+
+def walk_folder(root: Path, rules: list[tuple[bool, str]]) -> tuple[list[str], bool]:
+    """Every file under ``root`` not in a skipped folder (``.lsmlinclude`` can bring one back),
+    as sorted relative paths; True when the walk stopped at BUNDLE_MAX_ENTRIES."""
+    files: list[str] = []
+    for current, dirs, names in os.walk(root):
+        here = Path(current)
+        keep = []
+        for d in sorted(dirs):
+            rel = (here / d).relative_to(root).as_posix()
+            if (skipped_dir(here / d) or d.startswith(".")) and override(rel, rules) is not True:
+                continue
+            if override(rel, rules) is False:
+                continue
+            keep.append(d)
+        dirs[:] = keep
+        for name in sorted(names):
+            files.append((here / name).relative_to(root).as_posix())
+            if len(files) >= BUNDLE_MAX_ENTRIES:
+                return sorted(files), True
+    return sorted(files), False
+
+
+def code_only_listing(root: Path, rules: list[tuple[bool, str]]) -> list[str]:
+    """The listing of a folder too big to walk: its top-level files, its packages (folders
+    with an ``__init__.py``) and its tests/ folder."""
+    files = [p.name for p in root.iterdir() if p.is_file()]
+    for sub in sorted(root.iterdir()):
+        if sub.is_dir() and ((sub / "__init__.py").is_file() or sub.name in ("tests", "test")):
+            found, _ = walk_folder(sub, [])
+            files += [
+                f"{sub.name}/{rel}" for rel in found if override(f"{sub.name}/{rel}", rules) is not False
+            ]
+    return sorted(files)
+
+
+def test_destination(rel: str) -> str | None:
+    """Where a test file of the model's goes: its tests/ (or test/) folder and its top-level
+    test_*.py, *_test.py and conftest.py all land in tests/model_tests/."""
+    parts = rel.split("/")
+    if parts[0] in ("tests", "test") and len(parts) > 1:
+        return f"{MODEL_TESTS}/{'/'.join(parts[1:])}"
+    if len(parts) == 1 and TEST_FILE_RE.match(rel):
+        return f"{MODEL_TESTS}/{rel}"
+    return None
+
+
+def model_bundle(script: Path) -> dict:
+    """What to bring from the model's folder besides the model file (which becomes model.py)."""
+    root = script.parent
+    rules = include_rules(root)
+    files, truncated = walk_folder(root, rules)
+    if truncated:
+        files = code_only_listing(root, rules)
+        warn(
+            f"{root} holds over {BUNDLE_MAX_ENTRIES} files; brought only what the model imports, "
+            f"its requirements, README and tests. List the data files it reads in {root / INCLUDE_FILE}."
+        )
+    model_rel = script.name
+    stem = script.stem
+    # 1. Python: what the model and its tests import from the folder, followed transitively;
+    #    a package it imports comes whole.
+    tests = {rel: dest for rel in files if (dest := test_destination(rel))}
+    python: set[str] = set()
+    queue = [model_rel, *[rel for rel in tests if rel.endswith(".py")]]
+    seen: set[str] = set()
+    imports_model_by_name = False
+    while queue:
+        rel = queue.pop()
+        if rel in seen:
+            continue
+        seen.add(rel)
+        tree = parse_file(root / rel)
+        if tree is None:
+            continue
+        for name in sorted(local_modules(tree, root)):
+            if name == stem:
+                imports_model_by_name = imports_model_by_name or rel != model_rel
+                continue
+            if name == "_wsgi":
+                continue  # the generated repo's own _wsgi.py stands in for it
+            if (root / f"{name}.py").is_file():
+                found = [f"{name}.py"]
+            else:
+                found = [f for f in files if f.startswith(f"{name}/") and f.endswith(".py")]
+            for module in found:
+                if module not in python and module not in tests:
+                    python.add(module)
+                    queue.append(module)
+    # A subfolder with Python files of which the model imports none is another project's
+    # (another model, a tool set): left out whole, its data too.
+    foreign = {
+        rel.rsplit("/", 1)[0]
+        for rel in files
+        if rel.endswith(".py") and "/" in rel and rel not in python and rel not in tests
+    }
+    foreign = {d for d in foreign if not any(p.startswith(f"{d}/") for p in python)}
+    # 2. Everything else: data beside the model, requirements, README; overrides last.
+    bring: dict[str, str] = {}
+    requirements: list[str] = []
+    test_requirements: list[str] = []
+    readme = ""
+    replaced: list[str] = []
+    left_out: list[str] = []
+    for rel in files:
+        if rel == model_rel:
+            continue
+        name = rel.rsplit("/", 1)[-1]
+        verdict = override(rel, rules)
+        top = "/" not in rel
+        if verdict is False or (rel.startswith("data/models/") and verdict is None):
+            continue  # data/models: a model store the model's own runs left (MODEL_DIR)
+        if verdict is None and rel not in tests and any(rel.startswith(f"{d}/") for d in foreign):
+            continue
+        if top and REQUIREMENTS_RE.match(name) and verdict is None:
+            (test_requirements if TEST_REQUIREMENTS_RE.match(name) else requirements).append(rel)
+            continue
+        if top and README_RE.match(name) and not readme and verdict is None:
+            readme = rel
+            continue
+        if top and name in REPLACED and verdict is None:
+            replaced.append(rel)
+            continue
+        if name.endswith(SKIPPED_SUFFIXES) or (name.startswith(".") and verdict is None):
+            continue
+        if truncated and rel not in tests and not rel.endswith(".py") and verdict is None:
+            continue  # too big a folder to tell the model's data from the rest
+        if rel in tests:
+            dest = tests[rel]
+        elif rel.endswith(".py") and rel not in python and verdict is None:
+            continue  # code nothing imports: another script, a tool (list it to bring it)
+        else:
+            dest = rel
+        size = (root / rel).stat().st_size
+        if size > BUNDLE_MAX_MB * 1024 * 1024 and verdict is not True:
+            left_out.append(rel)
+            warn(
+                f"{root / rel} is {size / 1024 / 1024:.1f} MB, over the {BUNDLE_MAX_MB} MB limit for "
+                "files baked into the repo: left out. Put it in the weights folder (MODEL_ROOT, "
+                "./weights, mounted by docker compose) or download it at image build or first "
+                f"start (docs/hooks.md); or list it in {root / INCLUDE_FILE} to bake it in anyway."
+            )
+            continue
+        bring[rel] = dest
+    check_collisions(root, bring, stem)
+    return {
+        "root": str(root),
+        "files": sorted(bring.items()) + beside_moved_tests(root, tests, bring),
+        "requirements": requirements,
+        "test_requirements": test_requirements,
+        "readme": readme,
+        "replaced": replaced,
+        "left_out": left_out,
+        "alias": stem if imports_model_by_name and stem != "model" else "",
+        "wsgi_shim": (root / "_wsgi.py").is_file() or any(d.startswith(MODEL_TESTS) for d in bring.values()),
+    }
+
+
+def beside_moved_tests(root: Path, tests: dict[str, str], bring: dict[str, str]) -> list[list[str]]:
+    """A top-level test file moves to tests/model_tests/; what it names as a path (a string
+    argument of a call, ``os.path.join(os.path.dirname(__file__), "test_images", ...)``, or
+    after ``/``) among the data brought to the top goes there too, so its paths relative to
+    ``__file__`` still work."""
+    named: set[str] = set()
+    for rel in tests:
+        if "/" not in rel and rel.endswith(".py"):
+            tree = parse_file(root / rel)
+            for node in ast.walk(tree) if tree is not None else ():
+                if isinstance(node, ast.Call):
+                    parts = node.args
+                elif isinstance(node, ast.BinOp) and isinstance(node.op, ast.Div):
+                    parts = [node.right]
+                else:
+                    continue
+                for part in parts:
+                    if isinstance(part, ast.Constant) and isinstance(part.value, str):
+                        named.add(part.value.strip("./").split("/")[0])
+    return [
+        [rel, f"{MODEL_TESTS}/{rel}"]
+        for rel, dest in sorted(bring.items())
+        if dest == rel and not rel.endswith(".py") and rel.split("/")[0] in named
+    ]
+
+
+def check_collisions(root: Path, bring: dict[str, str], stem: str) -> None:
+    """A file of the model's may not take a name the generated repo needs for itself."""
+    for rel, dest in bring.items():
+        top = dest.split("/")[0]
+        clash = ""
+        if top in GENERATED_NAMES and not dest.startswith(MODEL_TESTS):
+            clash = f"{top} is a file of the generated repo"
+        elif dest == "model.py" or (dest.startswith("model/") and stem != "model"):
+            clash = "model.py is where the model goes"
+        elif dest.startswith("data/models/") or dest == "data/models":
+            clash = "data/models is the model store (MODEL_DIR)"
+        if clash:
+            raise fail(
+                "script",
+                str(root / rel),
+                f"cannot be brought along: {clash}",
+                f"Rename it in {root}, or leave it out with '!{rel}' in {root / INCLUDE_FILE}",
+            )
+
+
+def folder_label_config(root: Path, bundle: dict) -> str | None:
+    """A model without a labeling config of its own: the folder's label_config.xml, else one
+    its tests carry (a module-level ``*config*`` string or a docstring with ``<View>``)."""
+    xml = root / "label_config.xml"
+    if xml.is_file():
+        text = xml.read_text(encoding="utf-8").strip()
+        if text.startswith("<View"):
+            return text + "\n"
+    for rel, dest in bundle["files"]:
+        if dest.startswith(MODEL_TESTS) and rel.endswith(".py"):
+            tree = parse_file(root / rel)
+            config = label_config_of(tree) if tree is not None else None
+            if config:
+                return config
+    return None
+
+
+def with_model_bundle(handoff: dict, script: Path) -> dict:
+    """Add the model's neighbours to the handoff (not for the project's own model.py on a
+    re-run), and count the third-party imports of every module brought, not only the model's."""
+    if script.parent.resolve() == Path.cwd().resolve():
+        return handoff
+    bundle = model_bundle(script)
+    imports = dict(handoff.get("imports") or {})
+    for rel, dest in bundle["files"]:
+        if rel.endswith(".py") and not dest.startswith(MODEL_TESTS):
+            tree = parse_file(script.parent / rel)
+            if tree is not None:
+                for module, dist in third_party_imports(tree, script.parent).items():
+                    imports.setdefault(module, dist)
+    if not handoff.get("label_config"):
+        handoff = {**handoff, "label_config": folder_label_config(script.parent, bundle)}
+    if "requirements.txt" in bundle["requirements"]:
+        bundle["requirements"].remove("requirements.txt")  # merged by merge_requirements already
+    return {**handoff, "imports": dict(sorted(imports.items())), "bundle": bundle}
 
 
 def main() -> int:

@@ -77,10 +77,10 @@ def test_other_variables_mentioned_are_read_by_the_runtime():
 
 # ------------------------------------------------------------------ generated files vs ENV_VARS
 # Compose sets these itself (the ./data volume, the redis service); everything else it passes on.
-SET_BY_COMPOSE = {"MODEL_DIR": "/data/models", "REDIS_URL": "redis://redis:6379/0"}
+SET_BY_COMPOSE = {"MODEL_DIR": "/data/models", "MODEL_ROOT": "/weights", "REDIS_URL": "redis://redis:6379/0"}
 ONLY_BUILD_REDIS_URL = {"REDIS_HOST", "REDIS_PORT"}  # meaningless once Compose sets REDIS_URL
 # Container paths the image sets instead of the runtime's relative default.
-SET_BY_IMAGE = {"MODEL_DIR": "/data/models"}
+SET_BY_IMAGE = {"MODEL_DIR": "/data/models", "MODEL_ROOT": "/weights"}
 
 
 @pytest.fixture(scope="module")

@@ -11,6 +11,7 @@ DOCS = Path(__file__).resolve().parents[2] / "docs"
 PAGES = (
     "index.md",
     "tutorial.md",
+    "migrating.md",
     "runtime.md",
     "deployment.md",
     "troubleshooting.md",

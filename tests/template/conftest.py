@@ -9,6 +9,8 @@ import pytest
 
 VENV_BIN = Path(sys.executable).parent
 DATA = Path(__file__).resolve().parent / "data"
+# model folders baked by the tests (their own tests run inside the generated repos)
+collect_ignore_glob = ["data/*"]
 
 
 @pytest.fixture

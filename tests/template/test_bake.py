@@ -53,6 +53,7 @@ FILES = {
     "data/.gitkeep",
     "docker-compose.yml",
     "logs/.gitkeep",
+    "weights/.gitkeep",
     "model.py",
     "pyproject.toml",
     "requirements-test.txt",

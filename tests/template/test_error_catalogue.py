@@ -41,6 +41,12 @@ SCRIPTS = {
     "model.txt": GOOD,
 }
 
+# model folders (script may name a folder, or a file whose folder comes along)
+FOLDERS = {
+    "several": {"a.py": GOOD, "b.py": GOOD.replace("Good", "Other")},
+    "clash": {"model.py": "import wsgi  # noqa: F401\n" + GOOD, "wsgi.py": "app = None\n"},
+}
+
 pytestmark = pytest.mark.slow
 
 
@@ -65,6 +71,10 @@ def home(tmp_path_factory) -> Path:
     for name, text in SCRIPTS.items():
         (directory / name).write_text(text)
     (directory / "models").mkdir()
+    for folder, files in FOLDERS.items():
+        (directory / folder).mkdir()
+        for name, text in files.items():
+            (directory / folder / name).write_text(text)
     return directory
 
 

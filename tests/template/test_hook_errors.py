@@ -50,7 +50,12 @@ UNSUPPORTED = [
     ("workers-text", {"workers": "two"}, "workers 'two' is not a whole number"),
     ("threads-big", {"threads": "1000"}, "threads '1000' is not a whole number from 1 to 256"),
     ("script-missing", {"script": "S/missing.py"}, "missing.py' does not exist"),
-    ("script-folder", {"script": "S/folder.py"}, "folder.py' is not a file"),
+    # a folder is accepted (the model's file is found in it): this one holds none
+    (
+        "script-folder",
+        {"script": "S/folder.py"},
+        "folder.py' is a folder whose .py files define no LabelStudioMLBase",
+    ),
     ("script-not-python", {"script": "S/model.txt"}, "model.txt' is not a Python file"),
     ("script-syntax", {"script": "S/syntax.py"}, "is not valid Python at line 1"),
     ("script-no-subclass", {"script": "S/plain.py"}, "defines no LabelStudioMLBase subclass"),

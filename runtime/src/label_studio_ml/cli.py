@@ -232,7 +232,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("init", help="create a backend directory from a model script")
     p.add_argument("name", help="backend name (a directory name, e.g. my_backend)")
-    p.add_argument("--script", "--from", dest="script", help="model script, PATH or PATH:Class")
+    p.add_argument("--script", "--from", dest="script", help="model script or its folder: PATH or PATH:Class")
     p.add_argument("--force", action="store_true", help="overwrite an existing directory")
     p.add_argument("--root-dir", default=".", help="where to create the backend (default: .)")
     p.add_argument(

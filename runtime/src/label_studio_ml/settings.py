@@ -25,6 +25,7 @@ from urllib.parse import urlparse
 # name -> (default, description). The order is the documentation order.
 ENV_VARS = {
     "MODEL_DIR": ("./data/models", "model store: versions, training status (shared by all processes)"),
+    "MODEL_ROOT": ("./weights", "large model files (weights) kept out of git; Compose mounts them"),
     "REDIS_URL": ("", "set to run training on RQ workers (production mode)"),
     "REDIS_HOST": ("", "old spelling: builds REDIS_URL with REDIS_PORT when REDIS_URL is unset"),
     "REDIS_PORT": ("6379", "old spelling, with REDIS_HOST"),
@@ -158,6 +159,8 @@ class Settings:
     """Runtime configuration. Build it with :meth:`from_env`, or directly in tests."""
 
     model_dir: str = "./data/models"
+    # read by model code (os.environ["MODEL_ROOT"]); the runtime itself keeps nothing there
+    model_root: str = "./weights"
     redis_url: Optional[str] = None
     rq_queue_name: str = "default"
     rq_job_timeout: int = 86400
@@ -228,6 +231,7 @@ class Settings:
             raise SettingsError(f"RQ_QUEUE_NAME={queue!r} is not valid: use letters, digits, '.', '_' or '-'")
         return cls(
             model_dir=_get(env, "MODEL_DIR"),
+            model_root=_get(env, "MODEL_ROOT"),
             redis_url=redis_url or None,
             rq_queue_name=queue,
             rq_job_timeout=_positive_int(env, "RQ_JOB_TIMEOUT"),

@@ -1,0 +1,3 @@
+from .spans import find_spans
+
+__all__ = ["find_spans"]

@@ -226,11 +226,20 @@ def test_losing_redis_serves_the_last_known_version_and_recovers(tmp_path, s3, m
         assert time.monotonic() - started < 3  # one timed-out ask, then the last known version
         with pytest.raises(StoreUnavailable, match="does not answer"):
             b.pin("7", v1)  # no changes while Redis is away
+        fresh = host(tmp_path, "c", s3, "ns", redis.url)  # a host that never asked: the bucket's copy
+        assert fresh.latest("7") == v1
         redis.start()  # empty: it lost every key
         time.sleep(1.1)  # REDIS_RETRY
         assert b.latest("7") == v1  # the bucket's copy is put back
         v2 = train(model_class, a, 2)
         assert b.latest("7") == v2
+        # Redis holding an older copy (it missed a write): the bucket's newer one wins
+        import redis as redis_py
+
+        client = redis_py.Redis.from_url(redis.url)
+        client.set("lsml:ns:7:control", json.dumps({"newest": v1, "seq": 1}))
+        assert host(tmp_path, "d", s3, "ns", redis.url).latest("7") == v2
+        assert json.loads(client.get("lsml:ns:7:control"))["newest"] == v2
     finally:
         redis.stop()
 

@@ -16,10 +16,13 @@ Which version is current (:meth:`RemoteStore.control`):
 * production mode (``REDIS_URL``): Redis key ``lsml:<queue>:<project>:control`` holds a copy of
   ``control.json``, read on every request (one ``GET``), so a host sees a new version as soon as
   it is published and ``/predict`` never answers older than any host's ``/setup`` did. Writes go
-  to the bucket first, then to Redis, under a Redis lock. Redis unreachable: the last version
-  this process knew keeps serving (Redis is asked again every :data:`REDIS_RETRY` s); Redis back
-  without the key (restarted empty): the bucket's copy is put back.
+  to the bucket first, then to Redis, under a Redis lock (no change while Redis is away).
+  Redis unreachable: hosts read the bucket's copy at most every :data:`POLL` s (Redis is asked
+  again every :data:`REDIS_RETRY` s); Redis back without the key (restarted empty) or with an
+  older copy (checked every :data:`RESYNC_EVERY` s and after an outage): the bucket's wins.
 * otherwise (development mode): ``control.json`` is read again at most every :data:`POLL` s.
+
+When neither answers, the last version a process knew keeps serving.
 
 Credentials come from boto3's standard chain (environment, profile, instance role; an endpoint
 from ``AWS_ENDPOINT_URL_S3`` / ``AWS_ENDPOINT_URL`` for MinIO and friends). They never appear in
@@ -57,6 +60,7 @@ logger = logging.getLogger(__name__)
 
 POLL = 1.0  # without Redis: seconds between two reads of a project's control.json
 REDIS_RETRY = 1.0  # after a Redis error: seconds the last known version serves before asking again
+RESYNC_EVERY = 30.0  # with Redis: seconds between two checks of Redis's copy against the bucket's
 LOCK_TIMEOUT = 30  # seconds a store lock (Redis) lives at most / is waited for
 
 
@@ -174,6 +178,13 @@ class Bucket:
                 keys.extend(item["Key"] for item in page.get("Contents", []))
         return keys
 
+    def any(self, prefix: str) -> bool:
+        """Whether some key starts with ``prefix`` (one small listing)."""
+        with self._calls("list objects"):
+            return bool(
+                self.client.list_objects_v2(Bucket=self.name, Prefix=prefix, MaxKeys=1).get("KeyCount")
+            )
+
     def folders(self, prefix: str) -> List[str]:
         """Names of the 'folders' right under ``prefix`` (which ends with '/' or is empty)."""
         names: List[str] = []
@@ -218,7 +229,7 @@ class RemoteStore(ModelStore):
         self._redis: Any = None
         self._redis_down_until = 0.0
         self._redis_failed = False
-        self._resync: set = set()
+        self._checked: Dict[str, float] = {}  # project -> when Redis's copy was last compared
         # project -> (monotonic time read, raw bytes, parsed control document)
         self._known: Dict[str, Tuple[float, bytes, Dict[str, Any]]] = {}
 
@@ -259,50 +270,55 @@ class RemoteStore(ModelStore):
     def control(self, project_id: str) -> Dict[str, Any]:
         """The project's control document: ``newest`` version, ``pinned`` (or None), why, ``seq``."""
         now = time.monotonic()
-        known = self._known.get(project_id)
         if self.redis_url and now >= self._redis_down_until:
             from redis.exceptions import RedisError
 
             try:
-                return self._control_from_redis(project_id)
+                return self._control_from_redis(project_id, now)
             except RedisError as exc:
                 self._redis_down_until = now + REDIS_RETRY
                 if not self._redis_failed:
                     logger.warning(
-                        "Redis at %s does not answer (%s): serving the last known versions until it is back",
+                        "Redis at %s does not answer (%s): the versions come from the model store "
+                        "(read every %g s) until it is back",
                         redis_url_shown(self.redis_url),
                         type(exc).__name__,
+                        POLL,
                     )
                 self._redis_failed = True
-            if known is not None:
-                return known[2]
-        elif self.redis_url and known is not None:
-            return known[2]  # Redis is down: the last known version
-        elif known is not None and now - known[0] < POLL:
+        # Redis away, or development mode: the bucket's copy, read at most every POLL s
+        known = self._known.get(project_id)
+        if known is not None and now - known[0] < POLL:
             return known[2]
         try:
             raw, _ = self._load_control(project_id)
         except StoreUnavailable:
             if known is not None:
-                return known[2]
+                return known[2]  # neither answers: the last version this process knew
             raise
         return self._remember(project_id, raw)
 
-    def _control_from_redis(self, project_id: str) -> Dict[str, Any]:
+    def _control_from_redis(self, project_id: str, now: float) -> Dict[str, Any]:
         redis = self._redis_client()
         key = self._redis_key(project_id, "control")
         raw = redis.get(key)
-        if self._redis_failed:  # back after an outage: check every project once against the bucket
+        if self._redis_failed:  # back after an outage: check every project against the bucket
             self._redis_failed = False
-            self._resync = set(self._known) | {project_id}
+            self._checked.clear()
             logger.info("Redis at %s answers again", redis_url_shown(self.redis_url))
-        if raw is None or project_id in self._resync:
-            self._resync.discard(project_id)
-            stored, doc = self._load_control(project_id)
-            if raw is None or int(doc.get("seq") or 0) > int(_parse(raw).get("seq") or 0):
-                # Redis restarted empty, or missed a write while it was away: the bucket's copy wins
-                redis.set(key, stored)
-                raw = stored
+        if raw is None or now - self._checked.get(project_id, -RESYNC_EVERY) >= RESYNC_EVERY:
+            # Redis restarted empty, or missed a write while it was away (seldom: once per
+            # RESYNC_EVERY s): the bucket's copy wins when it is newer
+            self._checked[project_id] = now
+            try:
+                stored, doc = self._load_control(project_id)
+            except StoreUnavailable:
+                if raw is None:
+                    raise
+            else:
+                if raw is None or int(doc.get("seq") or 0) > int(_parse(raw).get("seq") or 0):
+                    redis.set(key, stored)
+                    raw = stored
         return self._remember(project_id, raw)
 
     def latest(self, project_id: str) -> Optional[str]:
@@ -411,7 +427,7 @@ class RemoteStore(ModelStore):
     def has_project(self, project_id: str) -> bool:
         if super().has_project(project_id):
             return True
-        return bool(self.bucket.list(self._key(project_id, "")))
+        return self.bucket.any(self._key(project_id, ""))
 
     def new_version(self, project_id: str) -> Tuple[str, Path]:
         """The next number after every version here and in the bucket (runs of a project are serial)."""

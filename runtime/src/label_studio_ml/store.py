@@ -47,7 +47,7 @@ class StoreError(ValueError):
     """A project id or version that cannot name a directory of the store."""
 
 
-class StoreUnavailable(RuntimeError):
+class StoreUnavailable(OSError):
     """The model store (an object store) cannot be reached; the message never holds credentials."""
 
 

@@ -40,7 +40,8 @@ def served_info(store: ModelStore, project_id: str, model_class: Optional[type] 
     pin = store.pinned(project_id)
     newest = store.newest(project_id)
     if pin:
-        why = f"pinned ({pin.get('reason') or 'pinned'}); newest is {newest}"
+        reason = pin.get("reason")
+        why = (f"pinned ({reason})" if reason and reason != "pinned" else "pinned") + f"; newest is {newest}"
     elif newest:
         why = "newest trained version"
     else:

@@ -378,6 +378,10 @@ class RemoteStore(ModelStore):
         return {"version": version, "reason": reason, "at": at}
 
     def unpin(self, project_id: str) -> Optional[str]:
+        current = self._load_control(project_id)[1]  # the bucket's copy: no cache may hide a pin
+        if not current.get("pinned"):
+            return current.get("newest")  # nothing to change (and no document for unknown projects)
+
         def change(doc: Dict[str, Any]) -> Dict[str, Any]:
             doc.update(pinned=None, reason=None, pinned_at=None)
             return doc

@@ -230,6 +230,10 @@ class ModelStore:
     def pin(self, project_id: str, version: str, reason: str = "pinned") -> Dict[str, Any]:
         """Serve ``version`` (a complete version) until :meth:`unpin`, on every process."""
         check_version(version)
+        if version not in self.versions(project_id):  # checked first: no directory for a typo
+            raise StoreError(
+                f"project {project_id} has no version {version}: see GET /versions?project={project_id}"
+            )
         with self._locked(project_id):
             if version not in self.versions(project_id):
                 raise StoreError(
@@ -242,6 +246,8 @@ class ModelStore:
 
     def unpin(self, project_id: str) -> Optional[str]:
         """Serve the newest version again; returns it (None before any training)."""
+        if not self.has_project(project_id):
+            return None
         with self._locked(project_id):
             with contextlib.suppress(FileNotFoundError):
                 self._pin_file(project_id).unlink()

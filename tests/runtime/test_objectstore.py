@@ -369,3 +369,75 @@ def test_versions_cli_acts_on_every_host(tmp_path, s3, moto, namespace, model_cl
     assert bad.returncode == 2 and bad.stderr.startswith("ERROR: project 7 has no version v5-20990101000000")
     assert SECRET_KEY not in bad.stderr + done.stdout
     requests.Session().close()
+
+
+def test_development_mode_trains_into_the_bucket(tmp_path, s3, model_class):
+    """No Redis: /train runs in the API process, publishes to the bucket, and serves at once."""
+    settings = Settings(model_dir=str(tmp_path / "dev"), model_store=s3, preload_models=False)
+    server = LiveServer(create_app(model_class, settings))
+    try:
+        answer = server.post("/train", json={"project": "7", "label_config": CONFIG, "annotations": TASKS})
+        assert answer.status_code == 201, answer.text
+        assert server.backend.trainer.wait_idle(30)
+        status = server.get("/training?project=7").json()
+        assert status["status"] == "succeeded", status
+        body = {"project": "7", "label_config": CONFIG, "tasks": [{"id": 1, "data": {"text": "x"}}]}
+        predicted = server.post("/predict", json=body).json()
+        assert predicted["model_version"] == status["version"] and predicted["results"][0]["score"] == 0.03
+    finally:
+        server.close()
+    other = host(tmp_path, "other", s3, "unused", redis_url=None)
+    assert other.versions("7") == [status["version"]] and other.latest("7") == status["version"]
+
+
+def test_predict_keeps_answering_while_redis_is_away(tmp_path, s3, model_class):
+    redis = PrivateRedis(tmp_path)
+    try:
+        settings = Settings(
+            model_dir=str(tmp_path / "api"), model_store=s3, redis_url=redis.url, rq_queue_name="ns",
+            preload_models=False,
+        )  # fmt: skip
+        server = LiveServer(create_app(model_class, settings))
+        try:
+            worker = host(tmp_path, "worker", s3, "ns", redis.url)
+            train(model_class, worker, 1)
+            version = train(model_class, worker, 2)
+            body = {"project": "7", "label_config": CONFIG, "tasks": [{"id": 1, "data": {"text": "x"}}]}
+            assert server.post("/predict", json=body).json()["model_version"] == version
+            redis.stop()
+            for _ in range(5):
+                answer = server.post("/predict", json=body)
+                assert answer.status_code == 200 and answer.json()["model_version"] == version
+            assert (
+                server.post("/setup", json={"project": "7", "schema": CONFIG}).json()["model_version"]
+                == version
+            )
+            denied = server.post("/versions/rollback", json={"project": "7"})  # a change needs Redis
+            assert denied.status_code == 503 and denied.json()["error"] == "store_unavailable"
+            redis.start()
+            time.sleep(1.1)
+            assert server.post("/predict", json=body).json()["model_version"] == version
+        finally:
+            server.close()
+    finally:
+        redis.stop()
+
+
+def test_versions_cli_on_the_local_store(tmp_path, model_class):
+    store = ModelStore(tmp_path / "models")
+    v1, v2 = train(model_class, store, 1), train(model_class, store, 2)
+    env = {
+        k: v for k, v in __import__("os").environ.items() if not k.startswith(("MODEL_", "REDIS_", "PYTEST_"))
+    }
+    env["MODEL_DIR"] = str(tmp_path / "models")
+    cmd = [sys.executable, "-m", "label_studio_ml", "versions"]
+    done = subprocess.run([*cmd, "rollback", "7"], env=env, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["why"] == f"pinned (rolled back from {v2}); newest is {v2}"
+    assert store.latest("7") == v1
+    listed = json.loads(
+        subprocess.run([*cmd, "list"], env=env, capture_output=True, text=True, timeout=60).stdout
+    )
+    assert listed["served"]["7"]["pinned"]["version"] == v1 and listed["versions"] == [v1, v2]
+    subprocess.run([*cmd, "unpin", "7"], env=env, check=True, capture_output=True, timeout=60)
+    assert store.latest("7") == v2

@@ -441,3 +441,18 @@ def test_versions_cli_on_the_local_store(tmp_path, model_class):
     assert listed["served"]["7"]["pinned"]["version"] == v1 and listed["versions"] == [v1, v2]
     subprocess.run([*cmd, "unpin", "7"], env=env, check=True, capture_output=True, timeout=60)
     assert store.latest("7") == v2
+
+
+def test_missing_boto3_is_a_clear_setting_error(tmp_path):
+    code = (
+        "import sys; sys.modules['boto3'] = None\n"
+        "from label_studio_ml.settings import Settings\n"
+        "from label_studio_ml.objectstore import open_store\n"
+        f"open_store(Settings(model_dir={str(tmp_path)!r}, model_store='s3://bucket-1/p'))\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert proc.returncode != 0
+    assert (
+        "SettingsError: MODEL_STORE=s3://bucket-1/p needs boto3: pip install 'lsml-runtime[s3]'"
+        in proc.stderr
+    )

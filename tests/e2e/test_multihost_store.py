@@ -1,5 +1,5 @@
-"""Several hosts, natively: two API processes (``label-studio-ml start``) with separate MODEL_DIR
-caches and one RQ worker (``label-studio-ml worker``), sharing only Redis (a private queue and
+"""Several hosts, natively: two API hosts (host A: uWSGI with the generated ``uwsgi.ini``, two
+processes; host B: ``label-studio-ml start``) with separate MODEL_DIR caches and one RQ worker (``label-studio-ml worker``), sharing only Redis (a private queue and
 key namespace) and an S3-compatible bucket (``moto_server``), as machines with no shared file
 system would (issue 20, item 4).
 
@@ -34,6 +34,7 @@ PROJECT = "5.1719830400"
 PID = "5"
 REDIS = "redis://127.0.0.1:6379/0"
 CLI = str(Path(sys.executable).with_name("label-studio-ml"))
+UWSGI = str(Path(sys.executable).with_name("uwsgi"))
 
 
 class Host:
@@ -52,12 +53,21 @@ class Host:
     def start(self) -> None:
         self.model_dir.mkdir(parents=True, exist_ok=True)
         log = open(self.log_path, "ab")  # noqa: SIM115 (the child writes it)
+        if self.args[0] == "uwsgi":  # the generated uwsgi.ini: 2 processes (lazy-apps), HTTP on $PORT
+            cmd = [UWSGI, "--ini", str(self.backend / "uwsgi.ini")]
+            self.env["PORT"] = str(self.port)
+        else:
+            cmd = [
+                CLI,
+                *self.args,
+                str(self.backend),
+                *(["--port", str(self.port)] if self.args[0] == "start" else []),
+            ]
         self.proc = subprocess.Popen(
-            [CLI, *self.args, str(self.backend), *(["--port", str(self.port)] if self.args[0] == "start" else [])],
-            cwd=self.backend, env=self.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+            cmd, cwd=self.backend, env=self.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
         )  # fmt: skip
         log.close()
-        if self.args[0] == "start":
+        if self.args[0] in ("start", "uwsgi"):
             wait_for(self._healthy, 30, what=f"{self.name} /health")
 
     def _healthy(self) -> bool:
@@ -123,7 +133,7 @@ def cluster(tmp_path_factory, bake_backend):
         if name.startswith(("BASIC_AUTH_", "LABEL_STUDIO_")):
             del env[name]
     hosts = {
-        "a": Host("a", backend, root, env, "start"),
+        "a": Host("a", backend, root, env, "uwsgi"),
         "b": Host("b", backend, root, env, "start"),
         "worker": Host("worker", backend, root, env, "worker"),
     }
@@ -185,6 +195,11 @@ def test_train_on_one_host_serve_on_both(cluster):
             assert answer["results"][0]["artefact"]["tag"] == f"run{n}"
         delays.append(max(seen.values()) - status["ended_at"])
     assert a.get("/health").json()["store"].startswith("s3://")
+    # host A is uWSGI with two processes; each version was downloaded once per host, not per process
+    assert "spawned uWSGI worker 2" in a.log_path.read_text()
+    for host in (a, b):
+        downloads = [line for line in host.log_path.read_text().splitlines() if "downloaded version" in line]
+        assert len(downloads) == 2, downloads
     SUMMARY.append(
         "multi-host store: run end -> /setup answers it on both hosts: "
         + ", ".join(f"{d * 1000:.0f} ms" for d in delays)

@@ -5,10 +5,11 @@ Three measurements, medians over rounds, each with its baseline from the same ru
 
 1. **Run end -> new version served on every host.** Two API hosts (``label-studio-ml start``,
    separate MODEL_DIR caches) and one RQ worker (``label-studio-ml worker``) share Redis and a
-   ``moto_server`` bucket. Each round sends ``POST /webhook`` to host A; two threads poll
-   ``/setup`` then ``/predict`` on each host every 2 ms. Delay = the moment both hosts'
-   ``/predict`` answered the new version minus the run's ``ended_at`` (``fit`` returned; the
-   upload to the bucket is inside the delay). Baseline: the same two hosts and worker sharing
+   ``moto_server`` bucket. Each round sends ``POST /webhook`` to host A; a thread per host polls
+   ``/setup`` every 2 ms until it names a new version, then ``/predict`` until it answers it.
+   Delay = the moment both hosts' ``/predict`` answered the new version minus the run's
+   ``ended_at`` (``fit`` returned; the upload to the bucket is inside the delay), split at the
+   manifest's ``stored_at`` (published). Baseline: the same two hosts and worker sharing
    one local MODEL_DIR (the single-machine layout, ``LATEST`` stat).
 2. **Per-/predict cost of the version check.** ``store.latest(project)`` in a loop: the local
    store's ``stat`` of ``LATEST`` (today) vs one Redis ``GET`` (production mode with a bucket)
@@ -37,7 +38,7 @@ import threading
 import time
 import uuid
 from pathlib import Path
-from typing import Dict, List, Optional
+from typing import Dict, List
 
 import requests
 
@@ -142,7 +143,7 @@ def predict_body() -> dict:
 
 
 # ------------------------------------------------------------------ 1. run end -> served everywhere
-def propagation(backend: Path, env: Dict[str, str], work: Path, rounds: int, label: str) -> List[float]:
+def propagation(backend: Path, env: Dict[str, str], work: Path, rounds: int, label: str) -> tuple:
     hosts = []
     for name in ("a", "b"):
         host_env = dict(env)
@@ -152,29 +153,34 @@ def propagation(backend: Path, env: Dict[str, str], work: Path, rounds: int, lab
     worker_env.setdefault("MODEL_DIR", str(work / f"{label}-worker"))
     worker = Proc(["worker"], backend, worker_env, work / f"{label}-worker.log")
     delays: List[float] = []
+    published: List[float] = []  # run end -> manifest written (bucket only)
     try:
         for host in hosts:
             host.wait_healthy()
             host.http.post(host.url + "/setup", json={"project": PROJECT, "schema": CONFIG}, timeout=10)
         for _ in range(rounds + 1):  # the first round warms up (imports, connections)
-            before = hosts[0].http.get(f"{hosts[0].url}/training?project={PROJECT}", timeout=10).json()
+            setup = {"project": PROJECT, "schema": CONFIG}
+            before = (
+                hosts[0].http.post(hosts[0].url + "/setup", json=setup, timeout=10).json()["model_version"]
+            )
             served: Dict[str, float] = {}
-            target: List[Optional[str]] = [None]
+            learned: Dict[str, str] = {}
 
-            def poll(host: Proc, target=target, before=before, served=served) -> None:
+            def poll(host: Proc, before=before, served=served, learned=learned, setup=setup) -> None:
+                """/setup until it names a new version (what Label Studio asks first), then
+                /predict until it answers with it."""
                 with requests.Session() as http:
-                    while True:
-                        version = target[0]
-                        if version is None:
-                            status = http.get(f"{host.url}/training?project={PROJECT}", timeout=10).json()
-                            if status.get("status") == "succeeded" and status.get("version") != before.get(
-                                "version"
-                            ):
-                                target[0] = status["version"]
+                    while host.url not in learned:
+                        version = http.post(host.url + "/setup", json=setup, timeout=30).json()[
+                            "model_version"
+                        ]
+                        if version != before:
+                            learned[host.url] = version
+                        else:
                             time.sleep(0.002)
-                            continue
+                    while True:
                         answer = http.post(host.url + "/predict", json=predict_body(), timeout=30).json()
-                        if answer.get("model_version") == version:
+                        if answer.get("model_version") == learned[host.url]:
                             served[host.url] = time.time()
                             return
                         time.sleep(0.002)
@@ -189,13 +195,34 @@ def propagation(backend: Path, env: Dict[str, str], work: Path, rounds: int, lab
             )
             for t in threads:
                 t.join(120)
-            status = hosts[1].http.get(f"{hosts[1].url}/training?project={PROJECT}", timeout=10).json()
-            assert status["version"] == target[0], status
+            deadline = time.monotonic() + 30
+            while (
+                status := hosts[1].http.get(f"{hosts[1].url}/training?project={PROJECT}", timeout=10).json()
+            )["status"] != "succeeded":
+                assert time.monotonic() < deadline, status
+                time.sleep(0.05)
+            assert set(learned.values()) == {status["version"]}, (learned, status)
             delays.append(max(served.values()) - status["ended_at"])
+            if "MODEL_STORE" in env:  # when the manifest was written: the version exists from then on
+                published.append(_stored_at(env, status["version"]) - status["ended_at"])
     finally:
         for proc in (*hosts, worker):
             proc.stop()
-    return delays[1:]
+    return delays[1:], published[1:]
+
+
+def _stored_at(env: Dict[str, str], version: str) -> float:
+    import json
+
+    import boto3
+
+    bucket, _, prefix = env["MODEL_STORE"][len("s3://") :].partition("/")
+    client = boto3.client(
+        "s3", endpoint_url=env["AWS_ENDPOINT_URL_S3"], aws_access_key_id=env["AWS_ACCESS_KEY_ID"],
+        aws_secret_access_key=env["AWS_SECRET_ACCESS_KEY"], region_name="us-east-1",
+    )  # fmt: skip
+    body = client.get_object(Bucket=bucket, Key=f"{prefix}/{PROJECT}/manifests/{version}.json")["Body"].read()
+    return float(json.loads(body)["stored_at"])
 
 
 # ------------------------------------------------------------------ 2. the check per request
@@ -342,12 +369,16 @@ def main() -> int:
 
 def propagation_report(backend, local_env, bucket_env, work, rounds) -> None:
     print(f"1. run end -> new version answered by /predict on both hosts ({rounds} rounds, medians)")
-    local = propagation(backend, local_env, work, rounds, "local")
-    remote = propagation(backend, bucket_env, work, rounds, "bucket")
+    local, _ = propagation(backend, local_env, work, rounds, "local")
+    remote, published = propagation(backend, bucket_env, work, rounds, "bucket")
     lm, rm = statistics.median(local), statistics.median(remote)
+    pm = statistics.median(published)
+    after = statistics.median([r - p for r, p in zip(remote, published)])
     print(f"   shared MODEL_DIR (LATEST stat):    {lm * 1000:7.1f} ms  (max {max(local) * 1000:.1f})")
     print(f"   bucket + Redis, separate caches:   {rm * 1000:7.1f} ms  (max {max(remote) * 1000:.1f})"
           f"  ratio {rm / lm:.1f}x")  # fmt: skip
+    print(f"     of which: run end -> published (upload, manifest) {pm * 1000:.1f} ms; "
+          f"published -> served on both (control, download, build) {after * 1000:.1f} ms")  # fmt: skip
 
 
 def check_report(backend, moto, base, bucket_env, queue, work, args) -> None:

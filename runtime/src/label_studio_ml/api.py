@@ -24,11 +24,14 @@ from .launch import init_app, model_kwargs_for, parse_kwargs
 from .metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from .metrics import Metrics
 from .model import predict_takes_context
+from .objectstore import open_store
 from .registry import ModelLoadError, ModelLoading, ModelRegistry, served_version
 from .response import PredictionError, dumps, loads, normalize_predictions
 from .settings import Settings
-from .store import LS_PROJECT_RE, ModelStore, StoreError
+from .store import LS_PROJECT_RE, ModelStore, StoreError, StoreUnavailable
 from .training import RQTrainer, ThreadTrainer, Trainer, TrainingUnavailable, TrainRequest
+from .versions import bp as versions_bp
+from .versions import listing as versions_listing
 
 __all__ = ["create_app", "init_app", "parse_kwargs", "project_id_of", "ApiError", "Backend"]
 
@@ -77,7 +80,7 @@ class Backend:
         self.model_class = model_class
         self.settings = settings
         check_model_dir(settings.model_dir)  # refuse to start rather than answer 500s
-        self.store = ModelStore(settings.model_dir)
+        self.store: ModelStore = open_store(settings)  # MODEL_DIR, or a bucket cached there
         self.registry = ModelRegistry(
             model_class,
             self.store,
@@ -221,6 +224,8 @@ def health() -> Response:
         "runtime_version": __version__,
         "models": backend.registry.state(),
     }
+    if backend.settings.model_store:
+        body["store"] = backend.settings.model_store  # the URL only: credentials never leave boto3
     if isinstance(backend.trainer, RQTrainer):
         body["workers"] = rq_workers(backend.trainer.redis, backend.settings.rq_queue_name)
         warning = _worker_warning(backend, body["workers"])
@@ -380,12 +385,8 @@ def versions() -> Response:
     body = _body() if request.method == "POST" else {}
     raw = body.get("project") or request.args.get("project")
     projects = [project_id_of(raw)] if raw else backend.store.projects()
-    found: list = []
-    for pid in projects:
-        for version in backend.store.versions(pid):
-            if version not in found:
-                found.append(version)
-    return _json({"versions": found, "projects": projects})
+    # Label Studio reads "versions"; "served" says which one each project serves and why
+    return _json(versions_listing(backend.store, projects, backend.model_class))
 
 
 def _status(pid: str) -> Dict[str, Any]:
@@ -470,6 +471,8 @@ def _handle_other(exc: Exception) -> Response:
         return _error(500, "model_load_failed", _redact(_backend(), str(exc)))
     if isinstance(exc, ModelLoading):
         return _error(503, "model_loading", str(exc), {"Retry-After": "5"})
+    if isinstance(exc, StoreUnavailable):
+        return _error(503, "store_unavailable", _redact(_backend(), str(exc)))
     logger.exception("unhandled error on %s %s", request.method, request.path)
     return _error(500, "internal_error", f"{type(exc).__name__}; see the backend log")
 
@@ -503,6 +506,7 @@ def create_app(
         ", ".join(sorted(kwargs)) or "none",
     )
     app.register_blueprint(bp)
+    app.register_blueprint(versions_bp)  # POST /versions/pin, /versions/rollback, /versions/unpin
     backend = app.extensions["lsml"]
     routes = frozenset(rule.rule for rule in app.url_map.iter_rules())
     app.wsgi_app = Gate(app.wsgi_app, backend, routes)  # type: ignore[method-assign]

@@ -4,6 +4,7 @@
   [--runtime-requirement REQ]``
 * ``label-studio-ml start DIR [--host H] [--port P] [--with k=v ...] [--debug]``
 * ``label-studio-ml worker DIR [--burst] [--queue NAME]``
+* ``label-studio-ml versions list [PROJECT] | pin PROJECT VERSION | rollback PROJECT | unpin PROJECT``
 """
 
 from __future__ import annotations
@@ -277,6 +278,10 @@ def build_parser() -> argparse.ArgumentParser:
         "--nice", type=int, default=10, help="CPU niceness added to the worker (default 10; 0 = none)"
     )
     p.set_defaults(func=cmd_worker)
+
+    from .versions import add_parser as add_versions_parser
+
+    add_versions_parser(sub)  # label-studio-ml versions list|pin|rollback|unpin
     return parser
 
 

@@ -55,6 +55,7 @@ _SCHEMAS: Dict[str, Any] = {
                 "enum": [
                     "bad_request",
                     "unauthorized",
+                    "forbidden",
                     "not_found",
                     "method_not_allowed",
                     "payload_too_large",
@@ -64,6 +65,7 @@ _SCHEMAS: Dict[str, Any] = {
                     "internal_error",
                     "training_unavailable",
                     "model_loading",
+                    "store_unavailable",
                     "error",
                 ],
             },
@@ -211,13 +213,47 @@ _SCHEMAS: Dict[str, Any] = {
         "required": ["status"],
     },
     "VersionsRequest": {"type": "object", "properties": {"project": PROJECT}},
+    "Served": {
+        "type": "object",
+        "description": "The version a project serves on every host, and why.",
+        "properties": {
+            "version": _STR,
+            "why": _STR,
+            "pinned": {
+                "anyOf": [
+                    {"type": "null"},
+                    {
+                        "type": "object",
+                        "properties": {"version": _STR, "reason": _NULLABLE_STR, "at": _NUMBER_OR_NULL},
+                    },
+                ]
+            },
+            "newest": _NULLABLE_STR,
+        },
+        "required": ["version", "why", "pinned", "newest"],
+    },
     "Versions": {
         "type": "object",
         "properties": {
             "versions": {"type": "array", "items": {"type": "string"}},
             "projects": {"type": "array", "items": {"type": "string"}},
+            "served": {"type": "object", "additionalProperties": {"$ref": "#/components/schemas/Served"}},
         },
         "required": ["versions"],
+    },
+    "VersionChange": {
+        "type": "object",
+        "properties": {
+            "project": PROJECT,
+            "version": {"type": "string", "description": "pin only: one of the project's versions"},
+        },
+        "required": ["project"],
+    },
+    "VersionChanged": {
+        "allOf": [{"$ref": "#/components/schemas/Served"}],
+        "type": "object",
+        "properties": {"project": _STR, "action": {"enum": ["pin", "rollback", "unpin"]}},
+        "required": ["project", "action"],
     },
     "TrainingStatus": {
         "type": "object",
@@ -268,13 +304,15 @@ def _errors(*codes: int) -> Dict[str, Any]:
     texts = {
         400: "Bad request: not JSON, wrong field types, bad project id or labeling config.",
         401: "HTTP Basic credentials required (when BASIC_AUTH_USER/PASS are set).",
+        403: "Changing versions without Basic auth configured: only from the backend's own host.",
         404: "Unknown project (unauthenticated webhooks may only train known projects).",
         413: "Request body larger than MAX_REQUEST_MB.",
         422: "The model failed to build on a labeling config without control tags "
         "(label_config_without_controls).",
         500: "The model failed (predict_failed, model_load_failed).",
-        503: "Training queue (Redis) unreachable (training_unavailable), or the model still loading "
-        "after MODEL_LOAD_TIMEOUT (model_loading, with Retry-After).",
+        503: "Training queue (Redis) unreachable (training_unavailable), the model still loading "
+        "after MODEL_LOAD_TIMEOUT (model_loading, with Retry-After), or the model store (MODEL_STORE) "
+        "or its Redis unreachable (store_unavailable).",
     }
     out: Dict[str, Any] = {}
     for code in codes:
@@ -342,6 +380,16 @@ def build_spec(title: str = "Label Studio ML backend", version: str = __version_
                 "responses": {**_ok("Versions, oldest first.", "Versions"), **_errors(400, 401, 413)},
             },
         },
+        **{f"/versions/{action}": {"post": {
+            "summary": summary + " For every host at once. Basic auth when configured, else loopback only.",
+            "operationId": f"versions{action.title()}", "requestBody": _body("VersionChange"),
+            "responses": {**_ok("What the project serves now.", "VersionChanged"),
+                          **_errors(400, 401, 403, 413, 503)},
+        }} for action, summary in (
+            ("pin", "Serve one version of a project until unpinned."),
+            ("rollback", "Serve the version before the one served now (a pin)."),
+            ("unpin", "Serve the newest version again."),
+        )},
         "/training": {"get": {
             "summary": "Training status of one project (?project=) or of all.",
             "operationId": "training", "parameters": [PROJECT_QUERY],

@@ -18,6 +18,7 @@ store (``LATEST`` moves) or the project's labeling config changes.
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import sys
 import threading
@@ -85,12 +86,20 @@ class _Entry:
     gate: Optional[threading.BoundedSemaphore] = None
     preloaded: bool = False
 
-    def serves(self, key: Key) -> bool:
-        """Whether this model may answer for ``key``: same config, same version or newer."""
+    def serves(self, key: Key, newer_ok: Any = True) -> bool:
+        """Whether this model may answer for ``key``: same config, same version or newer.
+
+        ``newer_ok`` (a callable, asked only when the versions differ) is False while the
+        project is pinned: then only the pinned version may answer, even if an older one.
+        """
         version, config = key
         if self.config != config:
             return False
-        return self.version == version or version_number(self.version) > version_number(version)
+        if self.version == version:
+            return True
+        return version_number(self.version) > version_number(version) and bool(
+            newer_ok() if callable(newer_ok) else newer_ok
+        )
 
 
 @dataclass
@@ -155,6 +164,10 @@ class ModelRegistry:
         self._preload_stop = threading.Event()
         self._preload_thread: Optional[threading.Thread] = None
 
+    def _newer_ok(self, project_id: str) -> Any:
+        """For :meth:`_Entry.serves`: may a newer model answer? Not while the project is pinned."""
+        return functools.partial(self.store.follows_newest, project_id)
+
     # ------------------------------------------------------------------ configs
     def remember_config(self, project_id: str, label_config: Optional[str]) -> Optional[str]:
         """Record the project's config (memory and store); return the config to use."""
@@ -182,7 +195,7 @@ class ModelRegistry:
             self.store.mark_used(project_id)
         with self._cond:
             entry = self._live.get(project_id)
-            if entry is not None and entry.serves(key):
+            if entry is not None and entry.serves(key, self._newer_ok(project_id)):
                 self._live.move_to_end(project_id)
                 entry.preloaded = False
                 return key
@@ -217,7 +230,7 @@ class ModelRegistry:
         with self._cond:
             while True:
                 entry = self._live.get(project_id)
-                if entry is not None and entry.serves(key):
+                if entry is not None and entry.serves(key, self._newer_ok(project_id)):
                     self._live.move_to_end(project_id)
                     entry.preloaded = False
                     return entry
@@ -241,7 +254,7 @@ class ModelRegistry:
     def version_for(self, project_id: str, key: Key) -> str:
         """What ``/setup`` answers: the live model's version, else the store's rule (no build)."""
         entry = self._live.get(project_id)
-        if entry is not None and entry.serves(key):
+        if entry is not None and entry.serves(key, self._newer_ok(project_id)):
             return entry.served_version
         return served_version(self.store, project_id, self.model_class)
 
@@ -282,7 +295,7 @@ class ModelRegistry:
                     key = self._wanted.get(project_id)
                     entry = self._live.get(project_id)
                     failed = self._failed.get(project_id)
-                    if key is None or (entry is not None and entry.serves(key)):
+                    if key is None or (entry is not None and entry.serves(key, self._newer_ok(project_id))):
                         return
                     if failed is not None and failed[0] == key:
                         return

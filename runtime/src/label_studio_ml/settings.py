@@ -26,6 +26,7 @@ from urllib.parse import urlparse
 ENV_VARS = {
     "MODEL_DIR": ("./data/models", "model store: versions, training status (shared by all processes)"),
     "MODEL_ROOT": ("./weights", "large model files (weights) kept out of git; Compose mounts them"),
+    "MODEL_STORE": ("", "s3://bucket/prefix: versions in an S3-compatible store, MODEL_DIR caches them"),
     "REDIS_URL": ("", "set to run training on RQ workers (production mode)"),
     "REDIS_HOST": ("", "old spelling: builds REDIS_URL with REDIS_PORT when REDIS_URL is unset"),
     "REDIS_PORT": ("6379", "old spelling, with REDIS_HOST"),
@@ -107,6 +108,34 @@ def _url(name: str, value: str, schemes: Tuple[str, ...]) -> str:
     return value.rstrip("/")
 
 
+# s3://bucket[/prefix]: S3's bucket naming rules (3-63 of a-z 0-9 . -), a prefix of safe characters
+_S3_URL = re.compile(r"s3://([a-z0-9][a-z0-9.-]{1,61}[a-z0-9])(?:/([A-Za-z0-9._/-]*))?")
+
+
+def _model_store(raw: str) -> Optional[str]:
+    """``MODEL_STORE``: ``s3://bucket/prefix`` (normalised, no trailing ``/``), or None when unset.
+
+    The value is never echoed when it looks like it carries credentials (``s3://key:secret@...``).
+    """
+    if not raw:
+        return None
+    if "@" in raw:
+        raise SettingsError(
+            "MODEL_STORE must not contain credentials (it has an '@'): use s3://bucket/prefix and give "
+            "the credentials as boto3 reads them (AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, a profile, "
+            "or an instance role)"
+        )
+    match = _S3_URL.fullmatch(raw.rstrip("/"))
+    if not match or ".." in (match.group(2) or "") or "//" in (match.group(2) or ""):
+        raise SettingsError(
+            f"MODEL_STORE={raw!r} is not valid: use s3://bucket/prefix (an S3-compatible bucket: AWS S3, "
+            "MinIO, Ceph; AWS_ENDPOINT_URL_S3 names a non-AWS endpoint), or leave it unset to keep "
+            "versions in MODEL_DIR"
+        )
+    prefix = (match.group(2) or "").strip("/")
+    return f"s3://{match.group(1)}" + (f"/{prefix}" if prefix else "")
+
+
 def redis_url_from(host: str, port: Any = None) -> str:
     """The Redis URL of the old ``REDIS_HOST``/``REDIS_PORT`` spelling (database 0)."""
     return f"redis://{host}:{port or 6379}/0"
@@ -179,6 +208,8 @@ class Settings:
     predict_concurrency: int = 0
     # the variable that made redis_url (messages name what the user set): REDIS_URL or REDIS_HOST
     redis_from: str = "REDIS_URL"
+    # s3://bucket/prefix (MODEL_STORE), or None: versions live in model_dir only
+    model_store: Optional[str] = None
 
     def __post_init__(self) -> None:
         if self.label_studio_api_key and not self.label_studio_url:
@@ -248,4 +279,5 @@ class Settings:
             preload_models=_bool(env, "PRELOAD_MODELS"),
             predict_concurrency=_whole(env, "PREDICT_CONCURRENCY", 0),
             redis_from=redis_from,
+            model_store=_model_store(_get(env, "MODEL_STORE")),
         )

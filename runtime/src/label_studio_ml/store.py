@@ -5,13 +5,19 @@ Layout (``MODEL_DIR/<project>/``)::
     versions/v3-20261127023015/       fit's workdir and artefacts
         train_output.json              written last: a version without it is incomplete
         meta.json
-    LATEST                             id of the newest good version
+    LATEST                             id of the version served (the newest good one, or the pin)
+    PINNED                             present while the project is pinned (see pin())
     status.json                        the last training job
     kv.json                            the current-style get/set cache
     label_config.xml                   the last labeling config seen
 
 Writes go to a temporary file and are renamed into place, so a reader never sees half a file,
 and ``LATEST`` only ever names a complete version.
+
+A project may be *pinned* to one of its versions (:meth:`ModelStore.pin`, ``rollback``,
+``unpin``): ``LATEST`` then names the pin and runs that finish meanwhile are stored without
+being served. ``MODEL_STORE=s3://...`` keeps versions in an object store instead
+(:mod:`label_studio_ml.objectstore`), with this directory as each host's cache.
 """
 
 from __future__ import annotations
@@ -19,6 +25,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import json
+import logging
 import os
 import re
 import shutil
@@ -28,6 +35,8 @@ from typing import Any, Dict, Iterator, List, Optional, Tuple
 
 from .fileio import write_atomic
 
+logger = logging.getLogger(__name__)
+
 PROJECT_ID_RE = re.compile(r"[A-Za-z0-9_-]{1,64}")
 # What requests carry: Label Studio's "<id>.<created_at>" (group 1 is the store's project id)
 LS_PROJECT_RE = re.compile(rf"({PROJECT_ID_RE.pattern})(?:\.[0-9]{{1,20}})?")
@@ -36,6 +45,10 @@ VERSION_RE = re.compile(r"v(\d{1,9})-(\d{14})")
 
 class StoreError(ValueError):
     """A project id or version that cannot name a directory of the store."""
+
+
+class StoreUnavailable(OSError):
+    """The model store (an object store) cannot be reached; the message never holds credentials."""
 
 
 def check_project_id(project_id: str) -> str:
@@ -186,8 +199,62 @@ class ModelStore:
         write_atomic(path / "train_output.json", json.dumps(train_output, indent=2, default=str))
         with self._locked(project_id):
             current = self.latest(project_id)
-            if current is None or _version_number(version) > _version_number(current):
+            if self._pin_file(project_id).exists():
+                logger.info(
+                    "project %s: version %s stored; not served (pinned to %s)", project_id, version, current
+                )
+            elif current is None or _version_number(version) > _version_number(current):
                 write_atomic(self.project_dir(project_id) / "LATEST", version + "\n")
+
+    # ------------------------------------------------------------------ pins (versions.py)
+    def _pin_file(self, project_id: str) -> Path:
+        return self.project_dir(project_id) / "PINNED"
+
+    def pinned(self, project_id: str) -> Optional[Dict[str, Any]]:
+        """``{"version", "reason", "at"}`` while the project is pinned, else None."""
+        try:
+            data = json.loads(self._pin_file(project_id).read_text(encoding="utf-8"))
+        except (FileNotFoundError, ValueError):
+            return None
+        return data if isinstance(data, dict) and VERSION_RE.fullmatch(str(data.get("version"))) else None
+
+    def follows_newest(self, project_id: str) -> bool:
+        """False while pinned: then only the pinned version may answer, not a newer one."""
+        return not self._pin_file(project_id).exists()
+
+    def newest(self, project_id: str) -> Optional[str]:
+        """The newest complete version (served unless the project is pinned)."""
+        found = self.versions(project_id)
+        return found[-1] if found else None
+
+    def pin(self, project_id: str, version: str, reason: str = "pinned") -> Dict[str, Any]:
+        """Serve ``version`` (a complete version) until :meth:`unpin`, on every process."""
+        check_version(version)
+        if version not in self.versions(project_id):  # checked first: no directory for a typo
+            raise StoreError(
+                f"project {project_id} has no version {version}: see GET /versions?project={project_id}"
+            )
+        with self._locked(project_id):
+            if version not in self.versions(project_id):
+                raise StoreError(
+                    f"project {project_id} has no version {version}: see GET /versions?project={project_id}"
+                )
+            pin = {"version": version, "reason": reason, "at": round(time.time(), 3)}
+            write_atomic(self._pin_file(project_id), json.dumps(pin))
+            write_atomic(self.project_dir(project_id) / "LATEST", version + "\n")
+        return pin
+
+    def unpin(self, project_id: str) -> Optional[str]:
+        """Serve the newest version again; returns it (None before any training)."""
+        if not self.has_project(project_id):
+            return None
+        with self._locked(project_id):
+            with contextlib.suppress(FileNotFoundError):
+                self._pin_file(project_id).unlink()
+            newest = self.newest(project_id)
+            if newest:
+                write_atomic(self.project_dir(project_id) / "LATEST", newest + "\n")
+        return newest
 
     def discard_version(self, project_id: str, version: str, only_incomplete: bool = False) -> None:
         """Remove a version's directory (with ``only_incomplete``: unless it was committed)."""

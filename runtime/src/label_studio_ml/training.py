@@ -29,6 +29,7 @@ from typing import Any, Callable, Dict, List, Optional, Tuple
 from .lsclient import LabelStudioError, make_client
 from .metrics import Metrics
 from .model import accepted_kwargs, build_model, fit_style
+from .objectstore import open_store
 from .settings import Settings, redis_url_shown
 from .store import ModelStore
 
@@ -678,7 +679,7 @@ def run_job(
 
     job = get_current_job()
     settings = Settings.from_env()
-    store = ModelStore(settings.model_dir)
+    store = open_store(settings)
     req = TrainRequest(**request)
     queued_key, running_key = _keys(settings.rq_queue_name, req.project_id)
     redis = job.connection

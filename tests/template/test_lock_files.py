@@ -117,3 +117,28 @@ def test_refreshing_right_after_a_bake_changes_nothing(tmp_path):
     refresh(project)
     for lock in LOCKS:
         assert (project / lock).read_text() == before[lock], f"{lock}: run bash scripts/lock.sh"
+
+
+def test_pip_checks_the_vendored_wheels_hash(tmp_path):
+    """--require-hashes covers the local wheel too: a changed wheel does not install."""
+    project, _ = generate(tmp_path, "tampered")
+    lock = (project / "requirements.lock").read_text()
+    entry = next(line for line in lock.splitlines() if line.startswith("./vendor/")).rstrip(" \\")
+    digest = lock.split(f"{entry} \\\n    --hash=sha256:", 1)[1][:64]
+    venv = tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
+
+    def pip_install(requirements: str) -> subprocess.CompletedProcess:
+        (project / "only-the-wheel.txt").write_text(requirements)
+        return subprocess.run(
+            [sys.executable, "-m", "pip", "--python", str(venv / "bin" / "python"), "install", "--no-deps",
+             "--no-index", "--require-hashes", "-r", "only-the-wheel.txt"],
+            cwd=project, capture_output=True, text=True, timeout=120,
+        )  # fmt: skip
+
+    good = pip_install(f"{entry} --hash=sha256:{digest}\n")
+    assert good.returncode == 0, good.stderr
+    wrong = "0" * 64
+    bad = pip_install(f"{entry} --hash=sha256:{wrong}\n")
+    assert bad.returncode != 0 and "DO NOT MATCH THE HASHES" in bad.stderr, bad.stderr
+    assert f"Expected sha256 {wrong}" in bad.stderr and f"Got        {digest}" in bad.stderr

@@ -358,6 +358,72 @@ def vendor_runtime() -> str:
     return lines[0]
 
 
+# ------------------------------------------------------------------ the locks
+# requirements.lock (the image) and requirements-test.lock (CI) come rendered from the template,
+# locked by its scripts/lock.sh the way the repo's own lock.sh does it, minus the vendored
+# wheel, whose line (with its sha256) is written here, where uv would put it. A bake is offline:
+# requirements it adds that the locks lack get a WARNING naming the refresh command.
+LOCKS = (Path("requirements.lock"), Path("requirements-test.lock"))
+SDK_LOCKS = Path(".locks-sdk")  # the same locks with the SDK line add_sdk_requirement writes
+LOCK_COMMAND = "sh lock.sh"
+VENDOR_ENTRY = re.compile(r"^\./vendor/")
+
+
+def with_vendor_entry(lock: str, wheel: Path | None) -> str:
+    """The lock's text with the ./vendor/ entry replaced by ``wheel``'s (or dropped: None)."""
+    lines, skipping = [], False
+    for line in lock.splitlines():
+        if VENDOR_ENTRY.match(line):
+            skipping = True
+        elif not (skipping and line[:1].isspace()):
+            skipping = False
+            lines.append(line)
+    if wheel is None:
+        return "\n".join(lines) + "\n"
+    digest = hashlib.sha256(wheel.read_bytes()).hexdigest()
+    entry = [f"./{wheel.as_posix()} \\", f"    --hash=sha256:{digest}", "    # via -r requirements.txt"]
+    # uv sorts entries by package name; the wheel's is the runtime's
+    at = next(
+        (
+            i
+            for i, line in enumerate(lines)
+            if (match := REQUIREMENT_NAME.match(line)) and normalized(match.group(1)) > normalized(DIST)
+        ),
+        len(lines),
+    )
+    return "\n".join([*lines[:at], *entry, *lines[at:]]) + "\n"
+
+
+def write_locks(sdk_added: bool) -> list[str]:
+    """Put the wheel's entry in the locks; returns the requirements.txt lines they do not pin."""
+    if sdk_added:
+        for lock in LOCKS:
+            if (SDK_LOCKS / lock).is_file():
+                (SDK_LOCKS / lock).replace(lock)
+    remove(SDK_LOCKS)
+    requirements = Path("requirements.txt").read_text(encoding="utf-8").splitlines()
+    first = requirements[0].strip() if requirements else ""
+    wheel = Path(first[2:]) if first.startswith("./vendor/") and Path(first[2:]).is_file() else None
+    pinned: set[str] = set()
+    for lock in LOCKS:
+        if lock.is_file():
+            text = with_vendor_entry(lock.read_text(encoding="utf-8"), wheel)
+            lock.write_text(text, encoding="utf-8")
+            if lock == LOCKS[0]:
+                pinned = {normalized(m.group(1)) for m in map(REQUIREMENT_NAME.match, text.splitlines()) if m}
+    if not LOCKS[0].is_file():
+        return []
+    missing = []
+    for line in requirements:
+        line = line.strip()
+        if not line or line.startswith(("#", "-")) or line == first and wheel is not None:
+            continue
+        match = REQUIREMENT_NAME.match(line)
+        if not match or normalized(match.group(1)) not in pinned:
+            missing.append(line)
+    return missing
+
+
 # Files that only make sense for the built-in example model.
 EXAMPLE_ONLY = [Path("tests", "test_example_model.py")]
 
@@ -567,6 +633,7 @@ def main() -> int:
     sdk = add_sdk_requirement(handoff)
     if sdk:
         added.append(sdk)
+    unlocked = write_locks(bool(sdk))
     wire_class(handoff.get("model_class", ""))
     has_config = write_label_config(handoff)
     prune(using_example)
@@ -584,13 +651,22 @@ def main() -> int:
             f"WARNING: model.py imports {', '.join(missing)}, which requirements.txt does not list: "
             "add them, pinned, or the backend fails with ModuleNotFoundError on a fresh machine."
         )
+    if unlocked:
+        print(
+            f"WARNING: requirements.lock does not pin {', '.join(unlocked)} yet: run `{LOCK_COMMAND}` "
+            f"in {name}/ (it needs PyPI) to refresh the locks the Docker image and CI install from; "
+            "tests/test_lock.py fails until then."
+        )
     if not using_example and not has_config:
         print(
             "NOTE: tests/label_config.xml is the example Image + Choices config; "
             "edit it to match your model's labeling config."
         )
     print("Next:")
-    print(f"  cd {name} && pip install -r requirements.txt -r requirements-test.txt")
+    if unlocked or not LOCKS[1].is_file():
+        print(f"  cd {name} && pip install -r requirements.txt -r requirements-test.txt")
+    else:
+        print(f"  cd {name} && pip install --require-hashes -r requirements-test.lock")
     print("  python -m pytest")
     print(f"  label-studio-ml start . --port {port}    # or: docker compose up")
     return 0

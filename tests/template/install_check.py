@@ -2,7 +2,8 @@
 
 ``install_and_test(project, tmp)`` copies the repo somewhere else, makes a new virtualenv (no
 system site-packages, no PYTHONPATH, PIP_FIND_LINKS unset; pip's cache is fine), runs
-``pip install -r requirements.txt -r requirements-test.txt`` there and the repo's own tests.
+``pip install --require-hashes -r requirements-test.lock`` there (what its CI runs: the locked
+tree of requirements.txt and requirements-test.txt) and the repo's own tests.
 ``docker_build_steps(project, tmp)`` runs the Dockerfile's builder-stage install steps (WORKDIR,
 ENV, COPY, RUN pip/venv) natively, with the image's absolute paths under a temporary root.
 """
@@ -70,7 +71,7 @@ def install_and_test(project: Path, tmp: Path, interpreter: str | None = None, *
     env = fresh_env(VIRTUAL_ENV=str(python.parent.parent), **extra_env)
     env["PATH"] = f"{python.parent}{os.pathsep}{env['PATH']}"
     sh(
-        [python, "-m", "pip", "install", "-q", "-r", "requirements.txt", "-r", "requirements-test.txt"],
+        [python, "-m", "pip", "install", "-q", "--require-hashes", "-r", "requirements-test.lock"],
         moved,
         env,
     )
@@ -155,5 +156,5 @@ def docker_build_steps(project: Path, tmp: Path) -> Path:
             sh(["bash", "-e", "-c", command], cwd, env)
             ran.append(args)
         # ARG, LABEL, hadolint comments: nothing to run
-    assert any("pip install" in r and "requirements.txt" in r for r in ran), ran
+    assert any("pip install" in r and "--require-hashes -r requirements.lock" in r for r in ran), ran
     return image

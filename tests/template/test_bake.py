@@ -44,6 +44,7 @@ SUPPORTED = [
 FILES = {
     ".dockerignore",
     ".github/workflows/ci.yml",
+    ".github/workflows/latest.yml",
     ".pre-commit-config.yaml",
     ".env.example",
     ".gitattributes",
@@ -57,11 +58,15 @@ FILES = {
     "k8s/config.yaml",
     "k8s/redis.yaml",
     "k8s/worker.yaml",
+    "lock.sh",
     "logs/.gitkeep",
     "weights/.gitkeep",
     "model.py",
     "pyproject.toml",
+    "renovate.json",
+    "requirements-test.lock",
     "requirements-test.txt",
+    "requirements.lock",
     "requirements.txt",
     "rq_settings.py",
     "supervisord.conf",
@@ -69,6 +74,7 @@ FILES = {
     "tests/label_config.xml",
     "tests/test_api.py",
     "tests/test_example_model.py",
+    "tests/test_lock.py",
     "tests/test_production.py",
     "tests/test_server.py",
     "uwsgi.ini",
@@ -234,6 +240,42 @@ def test_ci_workflow_validates(baked, run, tool):
     steps = yaml.safe_load(workflow.read_text())["jobs"]["test"]["steps"]
     runs = [step.get("run") for step in steps]
     assert "ruff check ." in runs and "ruff format --check ." in runs and "python -m pytest" in runs
+    # CI installs the locked tree, hashes checked
+    assert "pip install --require-hashes -r requirements-test.lock" in runs
+
+
+def test_latest_workflow_and_renovate_config_validate(baked, run, tool):
+    """The weekly job tests the newest releases, unlocked; Renovate updates the locks."""
+    answers, root = baked
+    latest = root / ".github" / "workflows" / "latest.yml"
+    run([tool("check-jsonschema"), "--builtin-schema", "vendor.github-workflows", str(latest)], cwd=root)
+    workflow = yaml.safe_load(latest.read_text())
+    assert workflow[True]["schedule"] and "workflow_dispatch" in workflow[True]  # yaml: on -> True
+    (job,) = workflow["jobs"].values()
+    setup = next(step for step in job["steps"] if step.get("uses", "").startswith("actions/setup-python@"))
+    assert setup["with"]["python-version"] == answers.get("python_version", "3.12")
+    runs = [step.get("run", "") for step in job["steps"]]
+    install = next(r for r in runs if "pip install" in r)
+    assert "--upgrade" in install and "-r requirements.txt -r requirements-test.txt" in install
+    assert ".lock" not in install and "--require-hashes" not in install
+    assert runs[-1] == "python -m pytest"
+    assert job["env"]["TEST_REDIS_URL"] == "redis://localhost:6379/0"
+    renovate = root / "renovate.json"
+    run([tool("check-jsonschema"), "--builtin-schema", "vendor.renovate", str(renovate)], cwd=root)
+    config = json.loads(renovate.read_text())
+    (pattern,) = config["pip-compile"]["managerFilePatterns"]
+    matches = re.compile(pattern.strip("/"))
+    assert matches.search("requirements.lock") and matches.search("requirements-test.lock")
+    assert not matches.search("requirements.txt")
+    assert config["pip_requirements"]["enabled"] is False  # the locks' inputs go with the locks
+    # Renovate re-runs the command in each lock's header: it must be the one lock.sh runs
+    flags = re.search(r'pip compile --quiet (.*) "\$@"', (root / "lock.sh").read_text()).group(1)
+    for lock, inputs in [
+        ("requirements.lock", "requirements.txt"),
+        ("requirements-test.lock", "requirements.txt requirements-test.txt"),
+    ]:
+        header = (root / lock).read_text().splitlines()[1]
+        assert header == f"#    uv pip compile {flags} {inputs} -o {lock}", header
 
 
 def test_pre_commit_runs_the_pinned_ruff(baked):

@@ -1,8 +1,10 @@
 """cruft creates, checks and updates a backend from the committed template."""
 
+import hashlib
 import json
 import shutil
 import subprocess
+import sys
 import zipfile
 
 import pytest
@@ -39,6 +41,17 @@ def template_repo(tmp_path, template_dir):
     return repo
 
 
+def assert_locks_consistent(project, run):
+    """Both locks carry the vendored wheel's current sha256, and the repo's own lock test passes."""
+    (wheel,) = sorted((project / "vendor").glob("*.whl"))
+    digest = hashlib.sha256(wheel.read_bytes()).hexdigest()
+    for lock in ("requirements.lock", "requirements-test.lock"):
+        text = (project / lock).read_text()
+        assert f"./vendor/{wheel.name} \\\n    --hash=sha256:{digest}\n" in text, lock
+        assert text.count("./vendor/") == 1, lock
+    run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests/test_lock.py"], cwd=project)
+
+
 def test_cruft_create_check_and_update_keep_model_py(template_repo, tmp_path, tool, run):
     out = tmp_path / "out"
     out.mkdir()
@@ -50,6 +63,7 @@ def test_cruft_create_check_and_update_keep_model_py(template_repo, tmp_path, to
     wheels = sorted((project / "vendor").glob("*.whl"))
     assert len(wheels) == 1, "the runtime is vendored from the template repository's runtime/"
     wheel_bytes = wheels[0].read_bytes()
+    assert_locks_consistent(project, run)
     run([tool("cruft"), "check"], cwd=project)
 
     # The user edits the model and commits; the template moves on.
@@ -65,6 +79,7 @@ def test_cruft_create_check_and_update_keep_model_py(template_repo, tmp_path, to
     assert "A template improvement." in (project / "README.md").read_text()
     assert (project / "model.py").read_text().startswith("# my own model\n")
     assert wheels[0].read_bytes() == wheel_bytes, "the same runtime: the same vendored wheel"
+    assert_locks_consistent(project, run)
     run([tool("cruft"), "check"], cwd=project)
 
     # The runtime moves on: the update brings the new wheel (a binary diff cruft applies).
@@ -78,3 +93,5 @@ def test_cruft_create_check_and_update_keep_model_py(template_repo, tmp_path, to
     with zipfile.ZipFile(wheel) as archive:
         assert archive.read("label_studio_ml/__init__.py").decode().endswith("# a runtime fix\n")
     assert (project / "model.py").read_text().startswith("# my own model\n")
+    assert wheel.read_bytes() != wheel_bytes
+    assert_locks_consistent(project, run)  # the update brought the new wheel's hash into the locks

@@ -553,7 +553,8 @@ REPLACED = {
 GENERATED_NAMES = {
     "wsgi.py", "rq_settings.py", "vendor", "tests", ".github",
     ".pre-commit-config.yaml", ".gitattributes", "requirements.txt", "requirements-test.txt",
-    "README.md", "example_model.py",
+    "README.md", "example_model.py", "k8s", "lock.sh", "requirements.lock",
+    "requirements-test.lock", "renovate.json", ".locks-sdk",
 }  # fmt: skip
 REQUIREMENTS_RE = re.compile(r"^requirements([-_.][\w.-]+)?\.txt$", re.I)
 TEST_REQUIREMENTS_RE = re.compile(r"^requirements[-_.](test|tests|dev)\.txt$", re.I)

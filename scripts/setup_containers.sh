@@ -50,6 +50,8 @@ command -v docker-compose >/dev/null 2>&1 || missing+=(docker-compose)
 command -v podman >/dev/null 2>&1 || missing+=(podman)
 command -v runc >/dev/null 2>&1 || missing+=(runc)
 command -v debootstrap >/dev/null 2>&1 || missing+=(debootstrap)
+# Podman's CNI networks resolve service names (redis) with the dnsname plugin
+[ -x /usr/lib/cni/dnsname ] || missing+=(golang-github-containernetworking-plugin-dnsname)
 command -v setpriv >/dev/null 2>&1 || missing+=(util-linux)
 if [ "${#missing[@]}" -gt 0 ]; then
   if ! command -v apt-get >/dev/null 2>&1; then
@@ -94,10 +96,12 @@ if ! docker_answers; then
 fi
 
 # --- 3. Podman settings: runc (crun refuses cgroup v1), cgroupfs, limits within ours ------
+# (podman lowers its own nproc limit to 32768 where it cannot raise it: no higher in containers)
+pnproc=$(ulimit -Hu); { [ "$pnproc" = unlimited ] || [ "$pnproc" -gt 32768 ]; } && pnproc=32768
 cat >"$HOME_DIR/containers.conf.tmp" <<EOF
 # written by scripts/setup_containers.sh; used through CONTAINERS_CONF by the tests
 [containers]
-default_ulimits = ["nofile=$(ulimit -Hn):$(ulimit -Hn)"]
+default_ulimits = ["nofile=$(ulimit -Hn):$(ulimit -Hn)", "nproc=$pnproc:$pnproc"]
 [engine]
 runtime = "runc"
 cgroup_manager = "cgroupfs"

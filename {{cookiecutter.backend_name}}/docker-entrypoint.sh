@@ -28,7 +28,8 @@ for dir in /data /app/logs; do
     find "$dir" ! -user "$uid" -exec chown "$uid:$gid" {} +
 done
 # supervisord opens /dev/stdout and /dev/stderr again (the engine's log pipes, root's so far)
-chown "$uid:$gid" /proc/self/fd/1 /proc/self/fd/2 2>/dev/null || true
+# (no 2>/dev/null here: sh would apply it to its own fd 2 while chown runs)
+chown "$uid:$gid" "/proc/$$/fd/1" "/proc/$$/fd/2" || true
 if [ "$uid" != 1000 ]; then
     export HOME=/tmp # no home directory for a uid the image does not know
 fi

@@ -44,7 +44,9 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def run(cmd: List[str], timeout: float = 300, check: bool = True, **kwargs: Any) -> subprocess.CompletedProcess:
+def run(
+    cmd: List[str], timeout: float = 300, check: bool = True, **kwargs: Any
+) -> subprocess.CompletedProcess:
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, **kwargs)
     if check and proc.returncode != 0:
         raise AssertionError(
@@ -54,8 +56,13 @@ def run(cmd: List[str], timeout: float = 300, check: bool = True, **kwargs: Any)
     return proc
 
 
-def wait_for(check: Callable[[], Any], timeout: float, what: str, interval: float = 0.5,
-             logs: Callable[[], str] = lambda: "") -> Any:
+def wait_for(
+    check: Callable[[], Any],
+    timeout: float,
+    what: str,
+    interval: float = 0.5,
+    logs: Callable[[], str] = lambda: "",
+) -> Any:
     deadline = time.monotonic() + timeout
     last: Any = None
     while True:
@@ -67,7 +74,9 @@ def wait_for(check: Callable[[], Any], timeout: float, what: str, interval: floa
             if last:
                 return last
         if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}; last: {last!r}\n{logs()}")
+            raise AssertionError(
+                f"timed out after {timeout:.0f} s waiting for {what}; last: {last!r}\n{logs()}"
+            )
         time.sleep(interval)
 
 
@@ -144,6 +153,21 @@ def compose(composes) -> Compose:
     return composes[0]
 
 
+@pytest.fixture(scope="session")
+def podman() -> Compose:
+    """podman-compose on Podman: the second engine."""
+    if os.environ.get("LSML_SKIP_CONTAINERS") == "1":
+        pytest.skip("LSML_SKIP_CONTAINERS=1")
+    found = podman_compose()
+    if found is None:
+        pytest.skip(f"no Podman with podman-compose answers here: {SETUP}")
+    env = {**os.environ, **found.env}
+    missing = [image for image in IMAGES if not _answers(["podman", "image", "exists", image], env)]
+    if missing:
+        pytest.skip(f"base images missing in Podman: {', '.join(missing)}: {SETUP}")
+    return found
+
+
 # ------------------------------------------------------------------ baked backends and images
 def bake(root: Path, script: Path, name: str) -> Path:
     from cookiecutter.main import cookiecutter
@@ -170,10 +194,18 @@ class Images:
         key = f"{script}:{compose.engine}"
         if key not in self.built:
             name = f"lsml-{Path(script).stem.replace('_', '-')}-{self.session}"
-            source = DATA / script if (DATA / script).is_file() else REPO / "tests" / "labelstudio" / "data" / script
+            source = (
+                DATA / script
+                if (DATA / script).is_file()
+                else REPO / "tests" / "labelstudio" / "data" / script
+            )
             directory = bake(self.root / compose.engine, source, name)
-            run([*compose.argv, "-p", f"build{self.session}", "build"], cwd=directory,
-                env=compose.environ(), timeout=900)
+            run(
+                [*compose.argv, "-p", f"build{self.session}", "build"],
+                cwd=directory,
+                env=compose.environ(),
+                timeout=900,
+            )
             self.built[key] = directory
             self.names.append(f"{compose.engine}:{name}:latest")
         return self.built[key]
@@ -205,15 +237,26 @@ class Stack:
 
     # compose and engine commands
     def run(self, *args: str, timeout: float = 300, check: bool = True) -> subprocess.CompletedProcess:
-        return run([*self.compose.argv, "-p", self.project, *args], cwd=self.dir,
-                   env=self.compose.environ(), timeout=timeout, check=check)
+        return run(
+            [*self.compose.argv, "-p", self.project, *args],
+            cwd=self.dir,
+            env=self.compose.environ(),
+            timeout=timeout,
+            check=check,
+        )
 
     def engine(self, *args: str, timeout: float = 60, check: bool = True) -> subprocess.CompletedProcess:
         return run([self.compose.engine, *args], env=self.compose.environ(), timeout=timeout, check=check)
 
     def container(self, service: str = "backend") -> str:
-        out = self.engine("ps", "-aq", "--filter", f"label=com.docker.compose.project={self.project}",
-                          "--filter", f"label=com.docker.compose.service={service}").stdout.split()
+        out = self.engine(
+            "ps",
+            "-aq",
+            "--filter",
+            f"label=com.docker.compose.project={self.project}",
+            "--filter",
+            f"label=com.docker.compose.service={service}",
+        ).stdout.split()
         assert len(out) == 1, f"containers of {service} in {self.project}: {out}"
         return out[0]
 
@@ -228,8 +271,10 @@ class Stack:
         return proc.stdout + proc.stderr
 
     def logs(self, lines: int = 60) -> str:
-        out = [f"--- compose logs backend ({self.project}), last {lines} lines ---",
-               "\n".join(self.compose_logs().splitlines()[-lines:])]
+        out = [
+            f"--- compose logs backend ({self.project}), last {lines} lines ---",
+            "\n".join(self.compose_logs().splitlines()[-lines:]),
+        ]
         for name in ("uwsgi.log", "rq.log", "supervisord.log"):
             path = self.dir / "logs" / name
             text = path.read_text(errors="replace") if path.exists() else "(none)"
@@ -245,13 +290,18 @@ class Stack:
         return time.monotonic() - started
 
     def wait_up(self, timeout: float = 120) -> None:
-        wait_for(lambda: self.get("/health").status_code == 200, timeout, f"{self.url}/health",
-                 logs=self.logs)
+        wait_for(
+            lambda: self.get("/health").status_code == 200, timeout, f"{self.url}/health", logs=self.logs
+        )
 
     def wait_healthy(self, timeout: float = 120) -> str:
         """Docker's HEALTHCHECK verdict (the image's own check, run by the engine)."""
-        return wait_for(lambda: self.health_status() == "healthy" and "healthy", timeout,
-                        "the container's HEALTHCHECK to pass", logs=self.logs)
+        return wait_for(
+            lambda: self.health_status() == "healthy" and "healthy",
+            timeout,
+            "the container's HEALTHCHECK to pass",
+            logs=self.logs,
+        )
 
     def down(self) -> None:
         self.run("down", "-v", "--timeout", "10", check=False, timeout=300)
@@ -265,12 +315,18 @@ class Stack:
 
     def predict(self, project: str, n: int = 2) -> Dict[str, Any]:
         tasks = [{"id": i, "data": {"text": f"task {i}"}} for i in range(n)]
-        resp = self.post("/predict", {"tasks": tasks, "project": f"{project}.1", "label_config": LABEL_CONFIG})
+        resp = self.post(
+            "/predict", {"tasks": tasks, "project": f"{project}.1", "label_config": LABEL_CONFIG}
+        )
         assert resp.status_code == 200, f"{resp.status_code} {resp.text}\n{self.logs()}"
         return resp.json()
 
     def train(self, project: str, **data: Any) -> Dict[str, Any]:
-        body = {"action": "START_TRAINING", "project": {"id": int(project), "label_config": LABEL_CONFIG}, **data}
+        body = {
+            "action": "START_TRAINING",
+            "project": {"id": int(project), "label_config": LABEL_CONFIG},
+            **data,
+        }
         resp = self.post("/webhook", body)
         assert resp.status_code in (200, 201), f"{resp.status_code} {resp.text}\n{self.logs()}"
         return resp.json()
@@ -280,16 +336,21 @@ class Stack:
         assert resp.status_code == 200, f"{resp.status_code} {resp.text}\n{self.logs()}"
         return resp.json()
 
-    def wait_status(self, project: str, status: str, job_id: Optional[str] = None,
-                    timeout: float = 60) -> Dict[str, Any]:
+    def wait_status(
+        self, project: str, status: str, job_id: Optional[str] = None, timeout: float = 60
+    ) -> Dict[str, Any]:
         def reached() -> Optional[Dict[str, Any]]:
             current = self.training(project)
             if job_id and current.get("job_id") != job_id:
                 return None
             return current if current.get("status") == status else None
 
-        return wait_for(reached, timeout, f"project {project} training {status} (job {job_id})",
-                        logs=lambda: f"{self.training(project)}\n{self.logs()}")
+        return wait_for(
+            reached,
+            timeout,
+            f"project {project} training {status} (job {job_id})",
+            logs=lambda: f"{self.training(project)}\n{self.logs()}",
+        )
 
     def versions(self, project: str) -> List[str]:
         return self.training(project).get("versions") or []
@@ -306,8 +367,13 @@ class Stacks:
         self.root = root
         self.made: List[Stack] = []
 
-    def __call__(self, backend: Path, compose: Compose, env: Optional[Dict[str, str]] = None,
-                 owner: Optional[int] = None) -> Stack:
+    def __call__(
+        self,
+        backend: Path,
+        compose: Compose,
+        env: Optional[Dict[str, str]] = None,
+        owner: Optional[int] = None,
+    ) -> Stack:
         project = f"lsmlct{uuid.uuid4().hex[:8]}"
         directory = self.root / project
         shutil.copytree(backend, directory)
@@ -343,7 +409,9 @@ def module_stacks(tmp_path_factory) -> Iterable[Stacks]:
 # ------------------------------------------------------------------ Label Studio on the host
 def ls_support() -> Any:
     """tests/labelstudio/conftest.py as a module (its LabelStudio driver and starter)."""
-    spec = importlib.util.spec_from_file_location("lsml_ls_support", REPO / "tests" / "labelstudio" / "conftest.py")
+    spec = importlib.util.spec_from_file_location(
+        "lsml_ls_support", REPO / "tests" / "labelstudio" / "conftest.py"
+    )
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
@@ -354,7 +422,10 @@ def host_label_studio(tmp_path_factory, composes) -> Iterable[Any]:
     """A Label Studio 1.23.2 listening on 0.0.0.0 (containers reach it through the host
     gateway); the tests talk to it on 127.0.0.1 only."""
     support = ls_support()
-    if not (support.LS_VENV / "bin" / "label-studio").exists() or not (support.LS_TEMPLATE / ".lsml-migrated").exists():
+    if (
+        not (support.LS_VENV / "bin" / "label-studio").exists()
+        or not (support.LS_TEMPLATE / ".lsml-migrated").exists()
+    ):
         pytest.skip(f"Label Studio is not installed in {support.LS_HOME}: run scripts/setup_labelstudio.sh")
     ls = support._start_label_studio(tmp_path_factory.mktemp("ls-host"), host="0.0.0.0")
     yield ls

@@ -7,6 +7,7 @@ own (checkouts owned by other uids, Compose v2, Podman).
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import time
@@ -23,10 +24,8 @@ GRACE = 40  # stop_grace_period in the generated docker-compose.yml
 def children(pid: int) -> List[int]:
     out: List[int] = []
     for task in Path(f"/proc/{pid}/task").glob("*"):
-        try:
+        with contextlib.suppress(OSError):
             out += [int(p) for p in (task / "children").read_text().split()]
-        except OSError:
-            pass
     return out
 
 
@@ -39,8 +38,12 @@ def cmdline(pid: int) -> str:
 
 def served(stack, project: str, version: str) -> dict:
     """The first /predict answer on ``version`` (every uWSGI process looks at LATEST per request)."""
-    return stack_wait(lambda: (body := stack.predict(project)) and body["model_version"] == version and body,
-                      10, f"/predict of project {project} on {version}", stack)
+    return stack_wait(
+        lambda: (body := stack.predict(project)) and body["model_version"] == version and body,
+        10,
+        f"/predict of project {project} on {version}",
+        stack,
+    )
 
 
 def stack_wait(check, timeout, what, stack):
@@ -73,6 +76,9 @@ def test_up_as_generated_healthy_on_loopback_as_the_checkout_owner(life):
     status = life.exec("cat", "/proc/1/status").stdout
     uids = next(line for line in status.splitlines() if line.startswith("Uid:")).split()[1:]
     assert uids == ["1000"] * 4, status
+    # every program started (supervisord reopens the engine's log pipes as that user)
+    supervisord_log = (life.dir / "logs" / "supervisord.log").read_text()
+    assert "spawnerr" not in supervisord_log and "spawned: 'fatal'" in supervisord_log, supervisord_log
     # host.docker.internal names the host (extra_hosts: host-gateway)
     resolved = life.exec("python", "-c", "import socket; print(socket.gethostbyname('host.docker.internal'))")
     assert resolved.stdout.strip().count(".") == 3, resolved
@@ -96,13 +102,17 @@ def test_predict_train_new_version_and_logs_in_both_places(life):
     assert "boom-in-container" in status["error"] and status["served_version"] == version
     rq_log = (life.dir / "logs" / "rq.log").read_text()
     assert "Traceback" in rq_log and "RuntimeError: fit failed on purpose: boom-in-container" in rq_log
-    uwsgi_line = next(line for line in (life.dir / "logs" / "uwsgi.log").read_text().splitlines()
-                      if "POST /webhook" in line)
+    uwsgi_line = next(
+        line for line in (life.dir / "logs" / "uwsgi.log").read_text().splitlines() if "POST /webhook" in line
+    )
 
     def in_compose_logs():
         logs = life.compose_logs()
-        return ("Traceback" in logs and "RuntimeError: fit failed on purpose: boom-in-container" in logs
-                and uwsgi_line.strip() in logs)
+        return (
+            "Traceback" in logs
+            and "RuntimeError: fit failed on purpose: boom-in-container" in logs
+            and uwsgi_line.strip() in logs
+        )
 
     stack_wait(in_compose_logs, 15, "rq.log's traceback and uwsgi.log's lines in compose logs", life)
 

@@ -26,7 +26,12 @@ class ContainerModel(LabelStudioMLBase):
         return [
             {
                 "result": [
-                    {"from_name": "label", "to_name": "text", "type": "choices", "value": {"choices": [label]}}
+                    {
+                        "from_name": "label",
+                        "to_name": "text",
+                        "type": "choices",
+                        "value": {"choices": [label]},
+                    }
                 ],
                 "score": 0.5,
                 "train_output": self.train_output,

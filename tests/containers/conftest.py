@@ -417,11 +417,16 @@ def ls_support() -> Any:
     return module
 
 
+@pytest.fixture(scope="session", name="ls_support")
+def ls_support_fixture() -> Any:
+    return ls_support()
+
+
 @pytest.fixture(scope="session")
-def host_label_studio(tmp_path_factory, composes) -> Iterable[Any]:
+def host_label_studio(tmp_path_factory, composes, ls_support) -> Iterable[Any]:
     """A Label Studio 1.23.2 listening on 0.0.0.0 (containers reach it through the host
     gateway); the tests talk to it on 127.0.0.1 only."""
-    support = ls_support()
+    support = ls_support
     if (
         not (support.LS_VENV / "bin" / "label-studio").exists()
         or not (support.LS_TEMPLATE / ".lsml-migrated").exists()

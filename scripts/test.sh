@@ -6,4 +6,5 @@ cd "$(dirname "$0")/.."
 bash scripts/bootstrap.sh
 bash scripts/ensure_redis.sh
 bash scripts/setup_labelstudio.sh  # Label Studio 1.23.2 for tests/labelstudio, cached outside the clone
+bash scripts/setup_containers.sh   # Docker/Podman engines + base images for tests/containers (LSML_SKIP_CONTAINERS=1 skips)
 exec .venv/bin/python -m pytest "$@"

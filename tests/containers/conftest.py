@@ -33,6 +33,7 @@ REPO = Path(__file__).resolve().parents[2]
 DATA = Path(__file__).resolve().parent / "data"
 HOME = Path(os.environ.get("LSML_CONTAINERS_HOME") or Path.home() / ".cache" / "lsml" / "containers")
 PODMAN_COMPOSE = HOME / "podman-compose-1.6.0" / "bin" / "podman-compose"
+COMPOSE_V2 = HOME / "compose-v2-2.40.3" / "bin" / "docker-compose"
 IMAGES = ("python:3.11-slim", "redis:7-alpine")
 PYTHON_VERSION = "3.11"  # the stand-in base image is Debian 12's Python
 SETUP = "run scripts/setup_containers.sh (scripts/test.sh does) to set up the container tier"
@@ -124,6 +125,8 @@ def docker_composes() -> List[Compose]:
         found.append(Compose("docker-compose", ["docker-compose"], "docker"))
     if _answers(["docker", "compose", "version"]):
         found.append(Compose("docker compose", ["docker", "compose"], "docker"))
+    elif COMPOSE_V2.exists() and _answers([str(COMPOSE_V2), "version"]):
+        found.append(Compose("compose v2", [str(COMPOSE_V2)], "docker"))  # setup_containers.sh
     return found
 
 

@@ -1,7 +1,8 @@
 """The same generated files with every Compose implementation here, Podman, and the demo backend.
 
 * every Compose implementation that answers (docker-compose 1.29, docker compose v2) accepts
-  docker-compose.yml as generated, CPU and GPU variants (``config``);
+  docker-compose.yml as generated, CPU and GPU variants (``config``), and the ones after the
+  first run the stack too;
 * podman-compose runs the stack on Podman (HOST_GATEWAY set: Podman 4.3 cannot resolve
   host-gateway, docs/deployment.md);
 * ``scripts/demo.sh``'s backend (demo/my_backend) builds and serves as an image.
@@ -40,6 +41,23 @@ def test_every_compose_here_accepts_the_generated_file(gpu, composes, tmp_path):
         assert proc.returncode == 0, f"{compose.name} refuses docker-compose.yml: {proc.stderr}"
         names.append(compose.name)
     print(f"docker-compose.yml (gpu={gpu}) accepted by: {', '.join(names)}")
+
+
+def test_other_compose_implementations_run_the_stack(composes, images, stacks):
+    """Compose v2 (and any other here) on the same engine: up, healthy, train, versions kept."""
+    others = composes[1:]
+    if not others:
+        pytest.skip(f"only {composes[0].name} here (scripts/setup_containers.sh adds Compose v2)")
+    for compose in others:
+        stack = stacks(images.backend("container_model.py", composes[0]), compose)
+        stack.up()
+        assert stack.wait_healthy() == "healthy"
+        job = stack.train("4", tag=compose.name)
+        version = stack.wait_status("4", "succeeded", job_id=job["job_id"])["version"]
+        stack.run("restart")
+        stack.wait_up()
+        assert stack.versions("4") == [version]
+        print(f"{compose.name}: up, healthy, trained {version}, kept across restart")
 
 
 def host_address() -> str:

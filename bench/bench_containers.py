@@ -130,7 +130,7 @@ def main() -> int:
         cold = []
         for _ in range(args.builds):
             started = time.monotonic()
-            sh(["docker", "build", "--no-cache", "-q", "-t", image, "."], cwd=backend)
+            sh(["docker", "build", "--no-cache", "--force-rm", "-q", "-t", image, "."], cwd=backend)
             cold.append(time.monotonic() - started)
         size = int(sh(["docker", "image", "inspect", "--format", "{{.Size}}", image]).stdout)
         model = backend / "model.py"
@@ -216,6 +216,8 @@ def main() -> int:
                 os.killpg(native.pid, signal.SIGKILL)
         subprocess.run([*compose, "-p", project, "down", "-v"], cwd=backend, env=env, capture_output=True)
         subprocess.run(["docker", "rmi", "-f", image], capture_output=True)
+        # the --no-cache builds left untagged builder-stage images behind
+        subprocess.run(["docker", "image", "prune", "-f"], capture_output=True)
 
     engine = sh(["docker", "version", "--format", "{{.Server.Version}}"]).stdout.strip()
     med = statistics.median

@@ -96,7 +96,7 @@ if ! docker_answers; then
   log "starting dockerd (log $HOME_DIR/dockerd.log)"
   # setsid: the engine outlives this script and the test run (the next run reuses it)
   setsid dockerd --default-ulimit "nofile=$nofile:$nofile" --default-ulimit "nproc=$nproc:$nproc" \
-    >"$HOME_DIR/dockerd.log" 2>&1 </dev/null &
+    >"$HOME_DIR/dockerd.log" 2>&1 </dev/null 9>&- &  # (9: this script's lock, not the engine's)
   echo $! >"$HOME_DIR/dockerd.pid"
   for _ in $(seq 1 60); do docker_answers && break; sleep 0.5; done
   if ! docker_answers; then

@@ -195,4 +195,8 @@ if command -v podman >/dev/null 2>&1; then
     fi
   done
 fi
+# the tier's builds leave untagged stage images behind (the layer cache of the next run):
+# drop those older than a day, so a machine running the tier often does not fill its disk
+docker image prune -f --filter until=24h >/dev/null 2>&1 || true
+command -v podman >/dev/null 2>&1 && { podman image prune -f --filter until=24h >/dev/null 2>&1 || true; }
 log "ready in $(( $(date +%s) - start_all )) s: docker $(docker version --format '{{.Server.Version}}'), $(docker-compose version --short 2>/dev/null || echo 'no docker-compose'), podman-compose $PODMAN_COMPOSE_VERSION, compose v2: $( (docker compose version --short || "$V2_VENV/bin/docker-compose" version --short) 2>/dev/null || echo none)"

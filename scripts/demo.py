@@ -67,17 +67,10 @@ def main() -> int:
     out = Path(args.out).resolve()
     out.mkdir(parents=True, exist_ok=True)
     print(f"$ label-studio-ml init my_backend --root-dir {out} --force")
+    # the runtime is vendored as a wheel (vendor/), as for any user: `docker compose up --build`
+    # works in demo/my_backend too (a file:// requirement would not exist inside the image)
     subprocess.run(
-        [
-            str(BIN / "label-studio-ml"),
-            "init",
-            "my_backend",
-            "--root-dir",
-            str(out),
-            "--force",
-            "--runtime-requirement",
-            f"lsml-runtime @ {(ROOT / 'runtime').as_uri()}",
-        ],
+        [str(BIN / "label-studio-ml"), "init", "my_backend", "--root-dir", str(out), "--force"],
         check=True,
         cwd=out,
     )

@@ -29,4 +29,5 @@ case "$MODE" in
     ;;
 esac
 bash scripts/setup_labelstudio.sh  # Label Studio 1.23.2 for tests/labelstudio, cached outside the clone
+bash scripts/setup_containers.sh   # Docker/Podman engines + base images for tests/containers (LSML_SKIP_CONTAINERS=1 skips)
 exec .venv/bin/python -m pytest "$@"

@@ -224,7 +224,8 @@ class LabelStudio:
         )
 
 
-def _start_label_studio(root: Path) -> LabelStudio:
+def _start_label_studio(root: Path, host: str = "127.0.0.1") -> LabelStudio:
+    """Label Studio listening on ``host`` (tests/containers: 0.0.0.0); driven on 127.0.0.1."""
     data_dir = root / "data"
     shutil.copytree(LS_TEMPLATE, data_dir)
     log = root / "label-studio.log"
@@ -245,7 +246,7 @@ def _start_label_studio(root: Path) -> LabelStudio:
         "start",
         "--no-browser",
         "--internal-host",
-        "127.0.0.1",
+        host,
         "--port",
         str(port),
         "--data-dir",

@@ -59,6 +59,7 @@ FILES = {
     "k8s/redis.yaml",
     "k8s/worker.yaml",
     "lock.sh",
+    "docker-entrypoint.sh",
     "logs/.gitkeep",
     "weights/.gitkeep",
     "model.py",
@@ -160,7 +161,9 @@ def test_config_files_parse_and_keep_the_description(baked):
     compose = yaml.safe_load((root / "docker-compose.yml").read_text(encoding="utf-8"))
     backend = compose["services"]["backend"]
     assert backend["labels"]["org.opencontainers.image.description"] == description
-    assert backend["ports"] == [f"${{PORT:-{port}}}:{port}"]
+    assert backend["ports"] == [f"${{BIND_ADDRESS:-0.0.0.0}}:${{PORT:-{port}}}:{port}"]
+    assert backend["extra_hosts"] == ["host.docker.internal:${HOST_GATEWAY:-host-gateway}"]
+    assert "name" not in compose, "docker-compose 1.29 refuses a top-level name:"
     assert backend["environment"]["REDIS_URL"] == "redis://redis:6379/0"
     assert compose["services"]["redis"]["healthcheck"]
     uwsgi = configparser.ConfigParser(interpolation=None, strict=False)
@@ -296,7 +299,10 @@ def test_dockerfile_passes_hadolint(baked, run, tool):
     dockerfile = (root / "Dockerfile").read_text()
     version = answers.get("python_version", "3.12")
     assert f"ARG PYTHON_VERSION={version}\n" in dockerfile
-    assert "HEALTHCHECK" in dockerfile and "USER 1000" in dockerfile
+    assert "HEALTHCHECK" in dockerfile and "useradd --create-home --uid 1000 app" in dockerfile
+    # root only until docker-entrypoint.sh has prepared the mounts and dropped privileges
+    assert 'ENTRYPOINT ["/bin/sh", "/app/docker-entrypoint.sh"]' in dockerfile
+    assert "exec setpriv --reuid=" in (root / "docker-entrypoint.sh").read_text()
     froms = [line.split()[1] for line in dockerfile.splitlines() if line.startswith("FROM ")]
     if answers.get("gpu") == "yes":
         assert froms == ["python:${PYTHON_VERSION}-slim-bookworm", "${CUDA_IMAGE}"]
@@ -318,7 +324,10 @@ def test_supervisord_conf_loads(baked):
     options = ServerOptions()
     options.realize(args=["-c", str(root / "supervisord.conf")])
     groups = {group.name: group for group in options.process_group_configs}
-    assert set(groups) == {"uwsgi", "rq", "fatal"}
+    assert set(groups) == {"uwsgi", "rq", "logs", "fatal"}
+    follower = groups.pop("logs").process_configs[0]  # the log files, followed onto the console
+    assert "tail -n 0 -F logs/uwsgi.log logs/rq.log" in follower.command
+    assert follower.stdout_logfile == "/dev/stdout" and follower.priority == 1
     listener = groups.pop("fatal")
     assert listener.pool_events == [events.EventTypes.PROCESS_STATE_FATAL]
     assert listener.process_configs[0].command == f"python -m label_studio_ml.supervise {root}/logs"

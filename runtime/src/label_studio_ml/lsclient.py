@@ -11,6 +11,7 @@ import base64
 import binascii
 import http.client
 import json
+import os
 import shutil
 import threading
 import urllib.error
@@ -178,7 +179,35 @@ def fetch_final(
     except urllib.error.HTTPError as exc:
         return exc.code, exc.read(), exc.geturl() or url
     except (urllib.error.URLError, OSError, ValueError, http.client.HTTPException) as exc:
-        raise LabelStudioError(f"cannot reach {url}: {getattr(exc, 'reason', exc)}") from None
+        raise LabelStudioError(
+            f"cannot reach {url}: {getattr(exc, 'reason', exc)}{container_hint(url)}"
+        ) from None
+
+
+# Files container engines create in every container: Docker, Podman.
+CONTAINER_MARKERS = ("/.dockerenv", "/run/.containerenv")
+
+
+def container_hint(url: str) -> str:
+    """What to set when a loopback Label Studio URL fails inside a container ('' otherwise).
+
+    In a container, ``localhost`` is the container itself, not the machine Label Studio runs
+    on; the generated docker-compose.yml maps ``host.docker.internal`` to that machine.
+    """
+    parts = urllib.parse.urlsplit(url)
+    host = (parts.hostname or "").lower()
+    loopback = host == "localhost" or host.startswith("127.") or host in ("::1", "0.0.0.0")
+    if not loopback or not any(os.path.exists(marker) for marker in CONTAINER_MARKERS):
+        return ""
+    try:
+        port = parts.port or (443 if parts.scheme == "https" else 80)
+    except ValueError:
+        port = 8080
+    return (
+        f" (this backend runs in a container, where {host} is the container itself: for a Label "
+        f"Studio on the host set LABEL_STUDIO_URL={parts.scheme or 'http'}://host.docker.internal:{port} "
+        "and LABEL_STUDIO_API_KEY in .env, and let Label Studio listen on 0.0.0.0)"
+    )
 
 
 class LabelStudioClient:

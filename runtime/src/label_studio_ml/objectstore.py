@@ -433,19 +433,10 @@ class RemoteStore(ModelStore):
             return True
         return self.bucket.any(self._key(project_id, ""))
 
-    def new_version(self, project_id: str) -> Tuple[str, Path]:
-        """The next number after every version here and in the bucket (runs of a project are serial)."""
-        with self._locked(project_id):
-            base = self.project_dir(project_id) / "versions"
-            base.mkdir(parents=True, exist_ok=True)
-            numbers = [version_number(p.name) for p in base.iterdir()]
-            numbers += [version_number(v) for v in self.versions(project_id)]
-            numbers.append(version_number(self.newest(project_id)))
-            number = max([0, *numbers]) + 1
-            version = f"v{number}-{time.strftime('%Y%m%d%H%M%S', time.gmtime())}"
-            path = base / version
-            path.mkdir()
-            return version, path
+    def _numbers_elsewhere(self, project_id: str) -> List[int]:
+        """Every version in the bucket counts too (runs of a project are serial)."""
+        numbers = [version_number(v) for v in self.versions(project_id)]
+        return [*numbers, version_number(self.newest(project_id))]
 
     def commit_version(
         self, project_id: str, version: str, train_output: Dict[str, Any], meta: Dict[str, Any]

@@ -182,11 +182,15 @@ class ModelStore:
             base = self.project_dir(project_id) / "versions"
             base.mkdir(parents=True, exist_ok=True)
             numbers = [_version_number(p.name) for p in base.iterdir()]
-            number = max([0, *numbers]) + 1
+            number = max([0, *numbers, *self._numbers_elsewhere(project_id)]) + 1
             version = f"v{number}-{time.strftime('%Y%m%d%H%M%S', time.gmtime())}"
             path = base / version
             path.mkdir()
             return version, path
+
+    def _numbers_elsewhere(self, project_id: str) -> List[int]:
+        """Version numbers already taken outside this directory (a shared store's); none here."""
+        return []
 
     def commit_version(
         self, project_id: str, version: str, train_output: Dict[str, Any], meta: Dict[str, Any]

@@ -112,3 +112,21 @@ class Recorder:
     def close(self) -> None:
         self.server.shutdown()
         self.server.server_close()
+
+
+def refresh_locks_if_stale(project: Path) -> bool:
+    """Run the generated repo's ``sh lock.sh`` (as the bake's WARNING tells the user) when its
+    requirements.txt names a package its requirements.lock does not pin; True if it ran."""
+    import re
+
+    lock = (project / "requirements.lock").read_text().lower()
+    names = []
+    for line in (project / "requirements.txt").read_text().splitlines():
+        line = line.split("#", 1)[0].strip()
+        if line and not line.startswith(("-", "./", "/")):
+            names.append(re.split(r"[\s;<>=!~\[@]", line, maxsplit=1)[0].lower().replace("_", "-"))
+    if all(f"\n{name}==" in "\n" + lock.replace("_", "-") for name in names):
+        return False
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+    subprocess.run(["sh", "lock.sh"], cwd=project, env=env, check=True, capture_output=True, timeout=600)
+    return True

@@ -1,7 +1,7 @@
 """Each example baked through the template: the generated repo's own tests pass, and it serves.
 
 ``cookiecutter <template> --no-input script=examples/<name>/model.py`` with the runtime
-installed from this working tree (``_runtime_requirement``), the way a user starts a backend.
+installed from this working tree (the vendored runtime wheel), the way a user starts a backend.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from ..support import clean_env, serve_wsgi
+from ..support import clean_env, refresh_locks_if_stale, serve_wsgi
 from .conftest import EXAMPLES, NAMES, label_config
 
 cookiecutter_main = pytest.importorskip("cookiecutter.main", reason="cookiecutter is not installed")
@@ -35,6 +35,7 @@ def bake(name, template_dir, runtime_requirement, out):
             "_runtime_requirement": runtime_requirement,
         },
     )
+    refresh_locks_if_stale(Path(path))  # the example's own requirements (scikit-learn, ...)
     return Path(path)
 
 

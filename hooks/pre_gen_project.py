@@ -554,7 +554,7 @@ GENERATED_NAMES = {
     "wsgi.py", "rq_settings.py", "vendor", "tests", ".github",
     ".pre-commit-config.yaml", ".gitattributes", "requirements.txt", "requirements-test.txt",
     "README.md", "example_model.py", "k8s", "lock.sh", "requirements.lock",
-    "requirements-test.lock", "renovate.json", ".locks-sdk",
+    "requirements-test.lock", "renovate.json", ".locks-sdk", "docker-entrypoint.sh",
 }  # fmt: skip
 REQUIREMENTS_RE = re.compile(r"^requirements([-_.][\w.-]+)?\.txt$", re.I)
 TEST_REQUIREMENTS_RE = re.compile(r"^requirements[-_.](test|tests|dev)\.txt$", re.I)

@@ -16,6 +16,6 @@ fi
 if [ ! -x "$VENV/bin/python" ]; then
   "$UV" venv --quiet --python "${PYTHON:-python3}" "$VENV"
 fi
-mapfile -t TOOLS < <(grep -E '^(pytest|pytest-timeout|requests|hypothesis|pillow)==' requirements-dev.txt)
+mapfile -t TOOLS < <(grep -E '^(pytest|pytest-timeout|requests|hypothesis|pillow|moto\[server\])==' requirements-dev.txt)
 "$UV" pip install --quiet --python "$VENV/bin/python" --resolution lowest-direct \
-  -e "./runtime[init]" "${TOOLS[@]}"
+  -e "./runtime[init,s3]" "${TOOLS[@]}"

@@ -27,10 +27,11 @@ pytestmark = pytest.mark.slow
 
 
 def floors() -> dict[str, Version]:
-    """{distribution: lowest version} of the runtime's dependencies and its init extra."""
+    """{distribution: lowest version} of the runtime's dependencies and its init and s3 extras."""
     project = tomllib.loads((ROOT / "runtime" / "pyproject.toml").read_text())["project"]
     found = {}
-    for line in [*project["dependencies"], *project["optional-dependencies"]["init"]]:
+    extras = project["optional-dependencies"]
+    for line in [*project["dependencies"], *extras["init"], *extras["s3"]]:
         requirement = Requirement(line)
         (lowest,) = [s.version for s in requirement.specifier if s.operator == ">="]
         found[requirement.name] = Version(lowest)

@@ -171,6 +171,19 @@ def podman() -> Compose:
     return found
 
 
+def stack_wait(check: Callable[[], Any], timeout: float, what: str, stack: Any, interval: float = 0.3) -> Any:
+    """Call ``check`` until it returns something truthy; fail with ``what`` and the stack's logs.
+    Unlike :func:`wait_for`, an exception from ``check`` ends the wait at once."""
+    deadline = time.monotonic() + timeout
+    while True:
+        found = check()
+        if found:
+            return found
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout} s waiting for {what}\n{stack.logs()}")
+        time.sleep(interval)
+
+
 # ------------------------------------------------------------------ baked backends and images
 def bake(root: Path, script: Path, name: str) -> Path:
     from cookiecutter.main import cookiecutter

@@ -16,6 +16,8 @@ from typing import List
 
 import pytest
 
+from .conftest import stack_wait
+
 pytestmark = pytest.mark.slow
 
 GRACE = 40  # stop_grace_period in the generated docker-compose.yml
@@ -44,17 +46,6 @@ def served(stack, project: str, version: str) -> dict:
         f"/predict of project {project} on {version}",
         stack,
     )
-
-
-def stack_wait(check, timeout, what, stack):
-    deadline = time.monotonic() + timeout
-    while True:
-        found = check()
-        if found:
-            return found
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what}\n{stack.logs()}")
-        time.sleep(0.3)
 
 
 @pytest.fixture(scope="module")

@@ -14,6 +14,8 @@ from urllib.parse import urlsplit
 
 import pytest
 
+from .conftest import stack_wait
+
 pytestmark = pytest.mark.slow
 
 CONNECTED = "CO"
@@ -85,7 +87,9 @@ def test_label_studio_on_the_host_trains_the_container(ls, ls_support, compose, 
         assert current["state"] != ERROR, f"{current}\n{stack.logs()}"
         return current["model_version"] if current["model_version"] not in (before, initial) else None
 
-    trained = wait(new_version, 90, "Label Studio to see the version trained in the container", stack)
+    trained = stack_wait(
+        new_version, 90, "Label Studio to see the version trained in the container", stack, interval=1.0
+    )
     status = wait_idle(stack, pid)
     assert status["status"] == "succeeded" and not status.get("error"), status
     # the worker fetched the annotations from Label Studio: 3 x Airbus
@@ -119,8 +123,12 @@ def test_loopback_label_studio_url_fails_naming_the_fix(ls, ls_support, compose,
     ml = connected(ls, ls.connect(pid, stack.url, "loopback", extra_logs=stack.logs)["id"], stack)
     ls.annotate(ls.tasks(pid)[0]["id"], "Airbus")
     ls.call("POST", f"/api/ml/{ml['id']}/train", extra_logs=stack.logs)
-    status = wait(
-        lambda: (s := stack.training(str(pid))).get("status") == "failed" and s, 90, "the run to fail", stack
+    status = stack_wait(
+        lambda: (s := stack.training(str(pid))).get("status") == "failed" and s,
+        90,
+        "the run to fail",
+        stack,
+        interval=1.0,
     )
     error = status["error"]
     assert f"cannot reach http://localhost:{port}/" in error, error
@@ -129,21 +137,11 @@ def test_loopback_label_studio_url_fails_naming_the_fix(ls, ls_support, compose,
     assert ls.token not in error and ls.token not in stack.compose_logs()
 
 
-def wait(check, timeout, what, stack):
-    deadline = time.monotonic() + timeout
-    while True:
-        found = check()
-        if found:
-            return found
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what}\n{stack.logs()}")
-        time.sleep(1)
-
-
 def wait_idle(stack, pid, timeout=120):
-    return wait(
+    return stack_wait(
         lambda: (s := stack.training(str(pid))).get("status") not in ("queued", "running") and s,
         timeout,
         f"project {pid}'s training to finish",
         stack,
+        interval=1.0,
     )

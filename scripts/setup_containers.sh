@@ -128,8 +128,10 @@ ROOTFS_TAR="$HOME_DIR/debian-bookworm-minbase.tar.gz"
 build_base() {
   if has_image "$BASE_IMAGE"; then return; fi
   if [ ! -f "$ROOTFS_TAR" ]; then
-    mirror=$(grep -hoE 'https?://[^ ]+/debian/?' /etc/apt/sources.list /etc/apt/sources.list.d/* 2>/dev/null \
-      | grep -v security | head -n 1 || true)
+    # The first Debian mirror apt itself uses (comment lines, such as a snapshot address noted
+    # beside it, are not sources and may not be reachable).
+    mirror=$(grep -hvE '^[[:space:]]*#' /etc/apt/sources.list /etc/apt/sources.list.d/* 2>/dev/null \
+      | grep -oE 'https?://[^ ]+/debian/?' | grep -v security | head -n 1 || true)
     mirror=${mirror:-http://deb.debian.org/debian}
     log "debootstrap bookworm from $mirror (about a minute, once)"
     work=$(mktemp -d)

@@ -22,6 +22,8 @@ import re
 from typing import Any, Iterable, Mapping, Optional, Tuple
 from urllib.parse import urlparse
 
+from .exceptions import SettingsError
+
 # name -> (default, description). The order is the documentation order.
 ENV_VARS = {
     "MODEL_DIR": ("./data/models", "model store: versions, training status (shared by all processes)"),
@@ -45,10 +47,6 @@ ENV_VARS = {
 }
 
 _LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
-
-
-class SettingsError(ValueError):
-    """An environment variable has a value the runtime cannot use."""
 
 
 # A credential only ever goes to the host it came with: the key needs the URL it belongs to.

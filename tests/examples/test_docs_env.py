@@ -159,7 +159,9 @@ ERROR_BODY = re.compile(r'"error": "([a-z_]+)".{0,300}?start_response\(\s*"(\d{3
 
 def code_error_pairs() -> set:
     """(status, code) of every error answer the runtime's source can produce."""
-    pairs = set()
+    from label_studio_ml.exceptions import HTTP_ANSWERS
+
+    pairs = {(answer.status, answer.code) for answer in HTTP_ANSWERS.values()}  # the error -> HTTP table
     for path in RUNTIME_SRC.glob("*.py"):
         if path.name == "openapi.py":
             continue

@@ -126,3 +126,291 @@ def test_one_list_of_secrets():
     text = "key-1234 pass-1234 tok-1234 abc"
     assert settings.redact(text, "tok-1234", None) == "[redacted] [redacted] [redacted] abc"
     assert settings.secrets("t") == ("key-1234", "pass-1234", "t")
+
+
+# errors
+# ------------------------------------------------------------------ one exception base, one table
+RUNTIME_MODULES = sorted(PACKAGE.rglob("*.py"))  # training/ may be a package: every file, at any depth
+
+
+def _module_name(path: Path) -> str:
+    parts = ["label_studio_ml", *path.relative_to(PACKAGE).with_suffix("").parts]
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def test_every_runtime_exception_derives_from_the_base_and_lives_in_exceptions_py():
+    import importlib
+
+    from label_studio_ml import exceptions
+
+    # statically: no module but exceptions.py defines an exception class
+    def exception_class(node) -> bool:
+        names = {
+            b.id if isinstance(b, ast.Name) else getattr(b, "attr", "") for b in getattr(node, "bases", [])
+        }
+        return isinstance(node, ast.ClassDef) and any(
+            n.endswith(("Error", "Exception", "Unavailable", "Loading"))
+            or n in ("Exception", "BaseException")
+            for n in names
+        )
+
+    defined_elsewhere = [
+        f"{path.relative_to(PACKAGE)}:{line}"
+        for path in RUNTIME_MODULES
+        if path.name != "exceptions.py"
+        for _, line in _calls(path, exception_class)
+    ]
+    assert defined_elsewhere == []
+    # at run time: every exception class any runtime module holds is one of exceptions.py's
+    own = {
+        obj for obj in vars(exceptions).values() if isinstance(obj, type) and issubclass(obj, BaseException)
+    }
+    assert own and all(issubclass(cls, exceptions.LabelStudioMLError) for cls in own)
+    assert set(exceptions.__all__) >= {cls.__name__ for cls in own}
+    for path in RUNTIME_MODULES:
+        if path.name == "__main__.py":
+            continue  # runs the CLI
+        module = importlib.import_module(_module_name(path))
+        for obj in vars(module).values():
+            if (
+                isinstance(obj, type)
+                and issubclass(obj, BaseException)
+                and obj.__module__.startswith("label_studio_ml")
+            ):
+                assert obj in own, f"{module.__name__}.{obj.__name__}"
+
+
+# Where each exception was defined before exceptions.py: old imports keep working, and the
+# standard base users catch (``except ValueError``) is kept.
+OLD_HOMES = [
+    ("api", "ApiError", Exception),
+    ("label_config", "LabelConfigError", ValueError),
+    ("label_config", "SDKNotInstalledError", ImportError),
+    ("lsclient", "LabelStudioError", RuntimeError),
+    ("registry", "ModelLoadError", RuntimeError),
+    ("registry", "ModelLoading", RuntimeError),
+    ("response", "PredictionError", ValueError),
+    ("settings", "SettingsError", ValueError),
+    ("store", "StoreError", ValueError),
+    ("store", "StoreUnavailable", OSError),
+    ("training", "TrainingUnavailable", RuntimeError),
+    ("training", "TrainingError", RuntimeError),
+]
+
+
+@pytest.mark.parametrize("module, name, base", OLD_HOMES, ids=[f"{m}.{n}" for m, n, _ in OLD_HOMES])
+def test_exceptions_stay_importable_from_their_old_modules_with_their_old_bases(module, name, base):
+    import importlib
+
+    from label_studio_ml import exceptions
+
+    cls = getattr(importlib.import_module(f"label_studio_ml.{module}"), name)
+    assert cls is getattr(exceptions, name)
+    assert issubclass(cls, base) and issubclass(cls, exceptions.LabelStudioMLError)
+
+
+def test_the_http_answer_is_looked_up_along_the_mro():
+    from label_studio_ml.exceptions import HTTP_ANSWERS, ApiError, ModelLoading, StoreError, http_answer
+
+    class Narrower(StoreError):
+        pass
+
+    assert http_answer(Narrower("x")) is HTTP_ANSWERS[StoreError]
+    assert http_answer(ModelLoading("7", 1)).headers == {"Retry-After": "5"}
+    own = http_answer(ApiError(418, "teapot", "d"))
+    assert own is not None and (own.status, own.code) == (418, "teapot")
+    assert http_answer(ValueError("x")) is None and http_answer(KeyError("x")) is None
+
+
+def test_api_maps_errors_by_the_table_not_by_isinstance_or_rewrapping():
+    """No ``isinstance(exc, SomeError)`` in api.py, and no ``except X: raise ApiError(...)`` that only
+    repeats the table's answer for X."""
+    from label_studio_ml import exceptions
+
+    errors = {
+        name
+        for name, obj in vars(exceptions).items()
+        if isinstance(obj, type) and issubclass(obj, BaseException)
+    }
+    tree = ast.parse((PACKAGE / "api.py").read_text(encoding="utf-8"))
+    chains = [
+        node.lineno
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Call)
+        and getattr(node.func, "id", None) == "isinstance"
+        and len(node.args) == 2
+        for arg in ast.walk(node.args[1])
+        if isinstance(arg, ast.Name) and (arg.id in errors or arg.id.endswith("Error"))
+    ]
+    assert chains == []
+    answers = {cls.__name__: (a.status, a.code) for cls, a in exceptions.HTTP_ANSWERS.items()}
+    rewraps = []
+    for handler in (n for n in ast.walk(tree) if isinstance(n, ast.ExceptHandler) and n.type is not None):
+        caught = {n.id for n in ast.walk(handler.type) if isinstance(n, ast.Name)}
+        for node in ast.walk(handler):
+            if (
+                isinstance(node, ast.Call)
+                and getattr(node.func, "id", None) == "ApiError"
+                and len(node.args) >= 2
+            ):
+                said = tuple(getattr(arg, "value", None) for arg in node.args[:2])
+                rewraps += [(name, handler.lineno) for name in caught if answers.get(name) == said]
+    assert rewraps == []
+
+
+# ------------------------------------------------------------------ no import circle
+def _imports(path: Path) -> set:
+    """Runtime modules ``path`` imports, at module level or inside functions (TYPE_CHECKING aside)."""
+    here = _module_name(path)
+    package = here if path.name == "__init__.py" else here.rpartition(".")[0]
+    found = set()
+
+    def visit(node) -> None:
+        for child in ast.iter_child_nodes(node):
+            if isinstance(child, ast.If) and "TYPE_CHECKING" in ast.dump(child.test):
+                continue
+            if isinstance(child, ast.Import):
+                found.update(a.name for a in child.names if a.name.startswith("label_studio_ml"))
+            elif isinstance(child, ast.ImportFrom):
+                if child.level:
+                    base = package.rsplit(".", child.level - 1)[0] if child.level > 1 else package
+                    target = f"{base}.{child.module}" if child.module else base
+                else:
+                    target = child.module or ""
+                if target.startswith("label_studio_ml"):
+                    found.add(target)
+                    found.update(f"{target}.{a.name}" for a in child.names)  # `from . import x`
+            visit(child)
+
+    visit(ast.parse(path.read_text(encoding="utf-8")))
+    return found
+
+
+def test_the_runtime_has_no_import_circle():
+    modules = {_module_name(path): path for path in RUNTIME_MODULES}
+    graph = {}
+    for name, path in modules.items():
+        edges = set()
+        for target in _imports(path):
+            # importing a.b.c runs a.b's __init__ too; names that are not modules are attributes
+            parts = target.split(".")
+            edges.update(
+                ".".join(parts[:i]) for i in range(2, len(parts) + 1) if ".".join(parts[:i]) in modules
+            )
+        graph[name] = edges - {name}
+    assert graph["label_studio_ml.api"] >= {"label_studio_ml.launch", "label_studio_ml.exceptions"}
+    assert "label_studio_ml.api" not in graph["label_studio_ml.launch"]
+    state: dict = {}
+    stack: list = []
+
+    def walk(node: str) -> None:
+        state[node] = "open"
+        stack.append(node)
+        for nxt in sorted(graph[node]):
+            if state.get(nxt) == "open":
+                circle = stack[stack.index(nxt) :] + [nxt]
+                pytest.fail("import circle: " + " -> ".join(circle))
+            if nxt not in state:
+                walk(nxt)
+        stack.pop()
+        state[node] = "done"
+
+    for name in sorted(graph):
+        if name not in state:
+            walk(name)
+
+
+def test_exceptions_py_needs_the_standard_library_only():
+    found = _imports(PACKAGE / "exceptions.py")
+    tree = ast.parse((PACKAGE / "exceptions.py").read_text(encoding="utf-8"))
+    top = {a.name.split(".")[0] for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
+    top |= {
+        n.module.split(".")[0]
+        for n in ast.walk(tree)
+        if isinstance(n, ast.ImportFrom) and n.module and not n.level
+    }
+    assert found == set() and top <= {"__future__", "dataclasses", "typing"}
+
+
+# ------------------------------------------------------------------ true/false words, defaults
+BOOL_WORDS = {"1", "0", "true", "false", "yes", "no", "on", "off", "y", "n", "t", "f", "not"}
+# --with types its values as JSON does (true/false, numbers): `--with flag=yes` stays the string
+# "yes"; that is not the environment's true/false words.
+ALLOWED_BOOL_LISTS = {("launch.py", "parse_kwargs")}
+
+
+def test_the_true_false_words_have_one_owner():
+    def word_list(node) -> bool:
+        if not isinstance(node, (ast.Tuple, ast.List, ast.Set)):
+            return False
+        words = {
+            e.value.lower() for e in node.elts if isinstance(e, ast.Constant) and isinstance(e.value, str)
+        }
+        return len(words & BOOL_WORDS) >= 2
+
+    offenders = [
+        f"{path.relative_to(PACKAGE)}:{line} in {where}"
+        for path in RUNTIME_MODULES
+        if path.name != "settings.py"
+        for where, line in _calls(path, word_list)
+        if (path.name, where) not in ALLOWED_BOOL_LISTS
+    ]
+    assert offenders == []
+
+
+def test_settings_and_get_env_read_the_same_words(monkeypatch):
+    from label_studio_ml import settings
+    from label_studio_ml.settings import SettingsError
+    from label_studio_ml.utils import get_env
+
+    for flag, words in ((True, settings.TRUE_WORDS), (False, settings.FALSE_WORDS)):
+        for word in words:
+            for spelled in (word, word.upper(), f" {word} "):
+                assert Settings.from_env({"PRELOAD_MODELS": spelled}).preload_models is flag
+                monkeypatch.setenv("LSML_ONE_SOURCE_FLAG", spelled)
+                assert get_env("LSML_ONE_SOURCE_FLAG", is_bool=True) is flag
+    # get_env's older, looser words are its own: the runtime's variables take the documented ones
+    for flag, words in ((True, settings.LOOSE_TRUE_WORDS), (False, settings.LOOSE_FALSE_WORDS)):
+        for word in set(words) - set(settings.TRUE_WORDS + settings.FALSE_WORDS):
+            monkeypatch.setenv("LSML_ONE_SOURCE_FLAG", word)
+            assert get_env("LSML_ONE_SOURCE_FLAG", is_bool=True) is flag
+            if word:
+                with pytest.raises(SettingsError, match="use true or false"):
+                    Settings.from_env({"PRELOAD_MODELS": word})
+
+
+def test_settings_defaults_are_env_vars_defaults_by_construction(monkeypatch):
+    import dataclasses
+
+    from label_studio_ml import settings as module
+
+    monkeypatch.delenv("PROMETHEUS_MULTIPROC_DIR", raising=False)
+    assert Settings() == Settings.from_env({})
+    # every field's default is _DEFAULTS[<the field>] (what from_env reads from ENV_VARS alone)
+    tree = ast.parse(Path(module.__file__).read_text(encoding="utf-8"))
+    (cls,) = [n for n in tree.body if isinstance(n, ast.ClassDef) and n.name == "Settings"]
+    literal = []
+    for stmt in cls.body:
+        if not isinstance(stmt, ast.AnnAssign) or stmt.value is None:
+            continue
+        field = stmt.target.id
+        value = stmt.value
+        if isinstance(value, ast.Call):  # dataclasses.field(default=... | default_factory=...)
+            kws = {k.arg: k.value for k in value.keywords}
+            if "default_factory" in kws:
+                continue
+            value = kws["default"]
+        derived = (
+            isinstance(value, ast.Subscript)
+            and getattr(value.value, "id", None) == "_DEFAULTS"
+            and getattr(value.slice, "value", None) == field
+        )
+        if not derived:
+            literal.append(field)
+    assert literal == []
+    # and ENV_VARS is what they come from: change a default there, the dataclass follows
+    assert Settings().rq_job_timeout == int(module.ENV_VARS["RQ_JOB_TIMEOUT"][0])
+    assert Settings().max_request_bytes == int(module.ENV_VARS["MAX_REQUEST_MB"][0]) * 1024 * 1024
+    assert Settings().preload_models is module.parse_bool(module.ENV_VARS["PRELOAD_MODELS"][0])
+    assert module.redis_url_from("h") == f"redis://h:{module.ENV_VARS['REDIS_PORT'][0]}/0"
+    assert {f.name for f in dataclasses.fields(Settings)} == set(module._fields({}))

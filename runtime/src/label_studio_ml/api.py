@@ -6,6 +6,7 @@ as many as they like. Routes live in one Blueprint; every error is JSON.
 
 from __future__ import annotations
 
+import dataclasses
 import gc
 import logging
 import re
@@ -13,43 +14,36 @@ import traceback
 from itertools import repeat
 from typing import Any, Dict, Optional
 
-from flask import Blueprint, Flask, Response, current_app, request
-from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
+from flask import Blueprint, Flask, Response, request
+from werkzeug.exceptions import HTTPException
 
 from . import __version__
 from .checks import check_model_dir, rq_workers, worker_warning
+from .exceptions import ApiError, LabelConfigError, ModelLoadError, ModelLoading, PredictionError, http_answer
 from .gate import Gate
-from .label_config import LabelConfigError, parse_config, parse_xml
-from .launch import init_app, model_kwargs_for, parse_kwargs
+from .label_config import parse_config, parse_xml
+from .launch import model_kwargs_for, parse_kwargs
 from .metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from .metrics import Metrics
 from .model import predict_takes_context
 from .objectstore import open_store
-from .registry import ModelLoadError, ModelLoading, ModelRegistry, served_version
-from .response import PredictionError, dumps, loads, normalize_predictions
-from .settings import Settings
-from .store import LS_PROJECT_RE, ModelStore, StoreError, StoreUnavailable
-from .training import RQTrainer, ThreadTrainer, Trainer, TrainingUnavailable, TrainRequest
+from .registry import ModelRegistry, served_version
+from .response import normalize_predictions
+from .settings import Settings, redis_url_from
+from .store import ModelStore
+from .training import RQTrainer, ThreadTrainer, Trainer, TrainRequest
 from .versions import bp as versions_bp
 from .versions import listing as versions_listing
+from .web import backend as _backend
+from .web import body as _body
+from .web import json_response as _json
+from .web import project_id_of
 
 __all__ = ["create_app", "init_app", "parse_kwargs", "project_id_of", "ApiError", "Backend"]
 
 logger = logging.getLogger("label_studio_ml")
 SETUP_WAIT = 0.5  # seconds /setup waits for a build before answering the store's version
 bp = Blueprint("lsml", __name__)
-
-
-class ApiError(Exception):
-    """An error answered as ``{"error": code, "detail": detail}``."""
-
-    def __init__(self, status: int, code: str, detail: str) -> None:
-        super().__init__(detail)
-        self.status, self.code, self.detail = status, code, detail
-
-
-def _json(payload: Any, status: int = 200, headers: Optional[Dict[str, str]] = None) -> Response:
-    return Response(dumps(payload), status=status, mimetype="application/json", headers=headers)
 
 
 REASON_MAX = 300  # characters of the detail repeated in the status line
@@ -103,10 +97,6 @@ class Backend:
         self.warned_version = False
 
 
-def _backend() -> Backend:
-    return current_app.extensions["lsml"]
-
-
 def _redact(backend: Backend, text: str) -> str:
     """Cut every key the backend knows (LABEL_STUDIO_API_KEY, Basic password, /setup tokens)."""
     tokens = [info.access_token for info in list(backend.registry.info.values())]
@@ -114,43 +104,6 @@ def _redact(backend: Backend, text: str) -> str:
 
 
 # ------------------------------------------------------------------ request parsing
-def _body() -> Dict[str, Any]:
-    data = request.get_data(cache=True)  # honours MAX_CONTENT_LENGTH (413)
-    # chunked: werkzeug stops quietly at the limit; anything left means the body is too large
-    limit = current_app.config["MAX_CONTENT_LENGTH"]
-    if request.content_length is None and len(data) >= limit and request.environ["wsgi.input"].read(1):
-        raise RequestEntityTooLarge()
-    if not data:
-        return {}
-    try:
-        body = loads(data)
-    except (ValueError, RecursionError):
-        raise ApiError(400, "bad_request", "the request body is not valid JSON") from None
-    if not isinstance(body, dict):
-        raise ApiError(
-            400, "bad_request", f"the request body must be a JSON object, got {type(body).__name__}"
-        )
-    return body
-
-
-def project_id_of(value: Any) -> str:
-    """``"12.1719830400"`` → ``"12"``; ints and ``{"id": 12}`` work too; missing → ``default``."""
-    if value is None or value == "":
-        return "default"
-    if isinstance(value, dict):
-        value = value.get("id")
-    if isinstance(value, bool) or not isinstance(value, (str, int)):
-        raise ApiError(
-            400, "bad_request", f"'project' must be a string like '12.1719830400', got {type(value).__name__}"
-        )
-    match = LS_PROJECT_RE.fullmatch(str(value))
-    if not match:
-        raise ApiError(
-            400, "bad_request", f"'project' {str(value)[:80]!r} is not a project id like '12.1719830400'"
-        )
-    return match.group(1)
-
-
 def _check_config(backend: Backend, pid: str, config: Optional[str]) -> None:
     """A config not seen before must be well-formed XML before it is stored for the project."""
     if config and backend.registry.remember_config(pid, None) != config:
@@ -338,10 +291,7 @@ def _train(
         access_token=info.access_token if info and not backend.settings.label_studio_api_key else None,
         extra_params=info.extra_params if info else {},
     )
-    try:
-        status, job_id = backend.trainer.submit(req)
-    except TrainingUnavailable as exc:
-        raise ApiError(503, "training_unavailable", str(exc)) from None
+    status, job_id = backend.trainer.submit(req)  # TrainingUnavailable: a 503 (exceptions.HTTP_ANSWERS)
     backend.metrics.training_requested(status)
     return _json({"status": status, "job_id": job_id, "project": pid}, 201 if status == "queued" else 200)
 
@@ -446,10 +396,6 @@ def openapi() -> Response:
 
 
 # ------------------------------------------------------------------ errors
-def _handle_api_error(exc: ApiError) -> Response:
-    return _error(exc.status, exc.code, exc.detail)
-
-
 def _handle_http(exc: HTTPException) -> Response:
     codes = {400: "bad_request", 404: "not_found", 405: "method_not_allowed", 413: "payload_too_large"}
     code = exc.code or 500
@@ -464,17 +410,38 @@ def _handle_http(exc: HTTPException) -> Response:
     )
 
 
-def _handle_other(exc: Exception) -> Response:
-    if isinstance(exc, StoreError):
-        return _error(400, "bad_request", str(exc))
-    if isinstance(exc, ModelLoadError):
-        return _error(500, "model_load_failed", _redact(_backend(), str(exc)))
-    if isinstance(exc, ModelLoading):
-        return _error(503, "model_loading", str(exc), {"Retry-After": "5"})
-    if isinstance(exc, StoreUnavailable):
-        return _error(503, "store_unavailable", _redact(_backend(), str(exc)))
-    logger.exception("unhandled error on %s %s", request.method, request.path)
-    return _error(500, "internal_error", f"{type(exc).__name__}; see the backend log")
+def _handle_error(exc: Exception) -> Response:
+    """Every error but werkzeug's: its answer in exceptions.HTTP_ANSWERS, else a logged 500."""
+    answer = http_answer(exc)
+    if answer is None:
+        logger.exception("unhandled error on %s %s", request.method, request.path)
+        return _error(500, "internal_error", f"{type(exc).__name__}; see the backend log")
+    return _error(answer.status, answer.code, _redact(_backend(), str(exc)), dict(answer.headers) or None)
+
+
+# ------------------------------------------------------------------ the old entry point
+def init_app(model_class: type, **kwargs: Any) -> Flask:
+    """Old ``_wsgi.py`` entry point: ``init_app(MyModel, model_dir=..., **model_kwargs)``.
+
+    Accepts the old keyword names (``model_dir``, ``redis_queue``, ``redis_host``,
+    ``redis_port``, ``basic_auth_user``, ``basic_auth_pass``) over the environment; everything
+    else goes to the model's constructor.
+    """
+    settings = Settings.from_env()
+    overrides: Dict[str, Any] = {}
+    if kwargs.get("model_dir"):
+        overrides["model_dir"] = kwargs.pop("model_dir")
+    if kwargs.get("redis_queue"):
+        overrides["rq_queue_name"] = kwargs.pop("redis_queue")
+    host, port = kwargs.pop("redis_host", None), kwargs.pop("redis_port", None)
+    if host and not settings.redis_url and kwargs.pop("use_redis", True):
+        overrides["redis_url"] = redis_url_from(host, port)
+    for key in ("basic_auth_user", "basic_auth_pass"):
+        if kwargs.get(key):
+            overrides[key] = kwargs.pop(key)
+    for key in ("redis_queue", "use_redis", "model_dir"):
+        kwargs.pop(key, None)
+    return create_app(model_class, dataclasses.replace(settings, **overrides), kwargs)
 
 
 # ------------------------------------------------------------------ factory
@@ -510,9 +477,8 @@ def create_app(
     backend = app.extensions["lsml"]
     routes = frozenset(rule.rule for rule in app.url_map.iter_rules())
     app.wsgi_app = Gate(app.wsgi_app, backend, routes)  # type: ignore[method-assign]
-    app.register_error_handler(ApiError, _handle_api_error)
     app.register_error_handler(HTTPException, _handle_http)
-    app.register_error_handler(Exception, _handle_other)
+    app.register_error_handler(Exception, _handle_error)  # ApiError and exceptions.HTTP_ANSWERS
     _freeze_startup_objects()  # before any model is built (preloading builds them in a thread)
     if settings.preload_models:
         backend.registry.start_preload()

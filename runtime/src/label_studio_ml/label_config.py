@@ -12,6 +12,8 @@ import re
 import xml.etree.ElementTree as ET
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
 
+from .exceptions import LabelConfigError, SDKNotInstalledError
+
 logger = logging.getLogger(__name__)
 
 MAX_CONFIG_CHARS = 1024 * 1024
@@ -23,10 +25,6 @@ _DECLARATION = re.compile(r"<!\s*(?:DOCTYPE|ENTITY)", re.IGNORECASE)
 _VARIABLE = re.compile(r"\$[A-Za-z_]+")
 
 TagType = Union[str, Tuple[str, ...]]
-
-
-class LabelConfigError(ValueError):
-    """The labeling config is not acceptable XML (malformed, too large, too deep, DTD)."""
 
 
 class _DepthLimitedBuilder:
@@ -313,10 +311,6 @@ def build_label_map(
 # The range the pre-generation hook writes into a generated requirements.txt when a script uses
 # the SDK; Label Studio 1.23.2 itself installs label-studio-sdk 2.1.2.
 SDK_REQUIREMENT = "label-studio-sdk>=2.1,<3"
-
-
-class SDKNotInstalledError(ImportError):
-    """``self.label_interface`` (or another SDK-backed feature) needs ``label-studio-sdk``."""
 
 
 def sdk_label_interface(config: Optional[str]) -> Any:

@@ -1,4 +1,4 @@
-"""How a backend's app gets its model arguments, whichever server runs it; the old entry points.
+"""How a backend's app gets its model arguments, whichever server runs it.
 
 uWSGI serves ``wsgi:app``; ``label-studio-ml start DIR`` (and ``python wsgi.py``) imports the
 same module and serves that same ``app``: one app, built once, the same way. The model's
@@ -13,13 +13,12 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
-import dataclasses
 import json
 import sys
 from pathlib import Path
 from typing import Any, Dict, Iterator, Optional, Tuple
 
-from .settings import Settings, SettingsError, redis_url_from
+from .exceptions import SettingsError
 
 CONFIG_FILE = "config.json"
 
@@ -87,29 +86,3 @@ def parse_kwargs(pairs: Tuple[str, ...]) -> Dict[str, Any]:
                     continue
         out[key] = value
     return out
-
-
-def init_app(model_class: type, **kwargs: Any) -> Any:
-    """Old ``_wsgi.py`` entry point: ``init_app(MyModel, model_dir=..., **model_kwargs)``.
-
-    Accepts the old keyword names (``model_dir``, ``redis_queue``, ``redis_host``,
-    ``redis_port``, ``basic_auth_user``, ``basic_auth_pass``) over the environment; everything
-    else goes to the model's constructor.
-    """
-    from .api import create_app
-
-    settings = Settings.from_env()
-    overrides: Dict[str, Any] = {}
-    if kwargs.get("model_dir"):
-        overrides["model_dir"] = kwargs.pop("model_dir")
-    if kwargs.get("redis_queue"):
-        overrides["rq_queue_name"] = kwargs.pop("redis_queue")
-    host, port = kwargs.pop("redis_host", None), kwargs.pop("redis_port", None)
-    if host and not settings.redis_url and kwargs.pop("use_redis", True):
-        overrides["redis_url"] = redis_url_from(host, port)
-    for key in ("basic_auth_user", "basic_auth_pass"):
-        if kwargs.get(key):
-            overrides[key] = kwargs.pop(key)
-    for key in ("redis_queue", "use_redis", "model_dir"):
-        kwargs.pop(key, None)
-    return create_app(model_class, dataclasses.replace(settings, **overrides), kwargs)

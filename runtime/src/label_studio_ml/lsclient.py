@@ -19,22 +19,13 @@ import urllib.parse
 import urllib.request
 from typing import Any, BinaryIO, Dict, List, Optional, Tuple
 
+from .exceptions import LabelStudioError
 from .settings import KEY_WITHOUT_URL
 
 _KEY_HELP = (
     "set LABEL_STUDIO_API_KEY to a valid key of that Label Studio (a personal access token, "
     "or a legacy token if the organization allows them)"
 )
-
-
-class LabelStudioError(RuntimeError):
-    """Label Studio could not be reached, refused the key, or answered something unusable.
-
-    Attributes:
-        status: Label Studio's HTTP status, when it answered one.
-    """
-
-    status: Optional[int] = None
 
 
 def jwt_claims(key: str) -> Optional[Dict[str, Any]]:

@@ -27,6 +27,7 @@ from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional, Set, Tuple
 
+from .exceptions import ModelLoadError, ModelLoading
 from .model import LabelStudioMLBase, build_model
 from .settings import Settings
 from .store import ModelStore, version_number
@@ -60,21 +61,6 @@ def _responsive() -> Any:
             _building_now[0] -= 1
             if _building_now[0] == 0:
                 sys.setswitchinterval(_building_now[1])
-
-
-class ModelLoadError(RuntimeError):
-    """The model class raised while being constructed."""
-
-
-class ModelLoading(RuntimeError):
-    """The project's model is still being built after the allowed wait."""
-
-    def __init__(self, project_id: str, waited: float) -> None:
-        super().__init__(
-            f"the model of project {project_id} is still loading after {waited:g} s "
-            "(MODEL_LOAD_TIMEOUT); retry shortly"
-        )
-        self.project_id = project_id
 
 
 @dataclass

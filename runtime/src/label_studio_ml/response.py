@@ -12,6 +12,8 @@ from itertools import repeat
 from operator import itemgetter
 from typing import Any, Dict, List, Optional, Tuple, Union
 
+from .exceptions import PredictionError
+
 
 class PredictionValue:
     """One prediction for one task.
@@ -74,10 +76,6 @@ class ModelResponse:
         return {"predictions": self.predictions, "model_version": self.model_version}
 
     dict = model_dump
-
-
-class PredictionError(ValueError):
-    """``predict`` returned something that cannot be sent to Label Studio."""
 
 
 def _plain(value: Any) -> Any:

@@ -19,8 +19,10 @@ import dataclasses
 import functools
 import os
 import re
-from typing import Any, Iterable, Mapping, Optional, Tuple
+from typing import Any, Dict, Iterable, Mapping, Optional, Tuple
 from urllib.parse import urlparse
+
+from .exceptions import SettingsError
 
 # name -> (default, description). The order is the documentation order.
 ENV_VARS = {
@@ -45,10 +47,6 @@ ENV_VARS = {
 }
 
 _LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
-
-
-class SettingsError(ValueError):
-    """An environment variable has a value the runtime cannot use."""
 
 
 # A credential only ever goes to the host it came with: the key needs the URL it belongs to.
@@ -91,14 +89,36 @@ def _whole(env: Mapping[str, str], name: str, minimum: int) -> int:
     return value
 
 
-_TRUE, _FALSE = ("1", "true", "yes", "on"), ("0", "false", "no", "off")
+# The words of a true/false value, in any case: Label Studio's own (its cast_bool_from_str), and
+# what the runtime's variables (PRELOAD_MODELS) take; the documentation says "true or false".
+TRUE_WORDS = ("1", "true", "yes", "on")
+FALSE_WORDS = ("0", "false", "no", "off")
+# utils.get_env(name, is_bool=True), which old scripts call for their own variables, has always
+# taken more, and keeps taking it: one-letter forms and an empty value (false); and Label
+# Studio's "not".
+LOOSE_TRUE_WORDS = (*TRUE_WORDS, "y", "t")
+LOOSE_FALSE_WORDS = (*FALSE_WORDS, "not", "n", "f", "")
+
+
+def parse_bool(raw: str, loose: bool = False) -> Optional[bool]:
+    """``raw`` as a true/false word (case and surrounding spaces ignored); None when it is none.
+
+    ``loose``: :data:`LOOSE_TRUE_WORDS` and :data:`LOOSE_FALSE_WORDS` (``get_env``'s words).
+    """
+    word = raw.strip().lower()
+    if word in (LOOSE_TRUE_WORDS if loose else TRUE_WORDS):
+        return True
+    if word in (LOOSE_FALSE_WORDS if loose else FALSE_WORDS):
+        return False
+    return None
 
 
 def _bool(env: Mapping[str, str], name: str) -> bool:
     raw = _get(env, name).lower()
-    if raw not in _TRUE + _FALSE:
+    value = parse_bool(raw)
+    if value is None:
         raise SettingsError(f"{name}={raw!r} is not valid: use true or false")
-    return raw in _TRUE
+    return value
 
 
 def _url(name: str, value: str, schemes: Tuple[str, ...]) -> str:
@@ -138,7 +158,7 @@ def _model_store(raw: str) -> Optional[str]:
 
 def redis_url_from(host: str, port: Any = None) -> str:
     """The Redis URL of the old ``REDIS_HOST``/``REDIS_PORT`` spelling (database 0)."""
-    return f"redis://{host}:{port or 6379}/0"
+    return f"redis://{host}:{port or ENV_VARS['REDIS_PORT'][0]}/0"
 
 
 def redis_url_shown(url: Optional[str]) -> str:
@@ -183,33 +203,90 @@ def redact(text: str, secrets: Iterable[Any]) -> str:
     return text
 
 
+def _fields(env: Mapping[str, str]) -> Dict[str, Any]:
+    """The :class:`Settings` fields ``env`` gives (a variable unset: its :data:`ENV_VARS` default)."""
+    redis_url, redis_from = _get(env, "REDIS_URL"), "REDIS_URL"
+    if redis_url:
+        redis_url = _url("REDIS_URL", redis_url, ("redis", "rediss", "unix"))
+    elif _get(env, "REDIS_HOST"):
+        host = _get(env, "REDIS_HOST")
+        port = _get(env, "REDIS_PORT")
+        if not port.isdigit():
+            raise SettingsError(f"REDIS_PORT={port!r} is not valid: use a port number")
+        redis_url, redis_from = redis_url_from(host, port), "REDIS_HOST"
+    user, password = _get(env, "BASIC_AUTH_USER"), _get(env, "BASIC_AUTH_PASS")
+    if bool(user) != bool(password):
+        missing = "BASIC_AUTH_PASS" if user else "BASIC_AUTH_USER"
+        raise SettingsError(f"{missing} is not set: set both BASIC_AUTH_USER and BASIC_AUTH_PASS, or neither")
+    ls_url = _get(env, "LABEL_STUDIO_URL", "LABEL_STUDIO_HOST")
+    if ls_url:
+        ls_url = _url("LABEL_STUDIO_URL", ls_url, ("http", "https"))
+    level = _get(env, "LOG_LEVEL").upper()
+    if level not in _LOG_LEVELS:
+        raise SettingsError(f"LOG_LEVEL={level!r} is not valid: use one of " + ", ".join(_LOG_LEVELS[:4]))
+    queue = _get(env, "RQ_QUEUE_NAME")
+    if not re.fullmatch(r"[A-Za-z0-9_.-]{1,100}", queue):
+        raise SettingsError(f"RQ_QUEUE_NAME={queue!r} is not valid: use letters, digits, '.', '_' or '-'")
+    return dict(
+        model_dir=_get(env, "MODEL_DIR"),
+        model_root=_get(env, "MODEL_ROOT"),
+        redis_url=redis_url or None,
+        rq_queue_name=queue,
+        rq_job_timeout=_positive_int(env, "RQ_JOB_TIMEOUT"),
+        basic_auth_user=user or None,
+        basic_auth_pass=password or None,
+        label_studio_url=ls_url or None,
+        label_studio_api_key=_get(env, "LABEL_STUDIO_API_KEY", "LABEL_STUDIO_ACCESS_TOKEN") or None,
+        log_level=level,
+        max_request_bytes=_positive_int(env, "MAX_REQUEST_MB") * 1024 * 1024,
+        metrics_dir=metrics_dir_from_env(env),
+        lock_ttl=_lock_ttl(env.get("LSML_LOCK_TTL", "")),
+        max_live_models=_whole(env, "MAX_LIVE_MODELS", 1),
+        model_load_timeout=float(_whole(env, "MODEL_LOAD_TIMEOUT", 0)),
+        preload_models=_bool(env, "PRELOAD_MODELS"),
+        predict_concurrency=_whole(env, "PREDICT_CONCURRENCY", 0),
+        redis_from=redis_from,
+        model_store=_model_store(_get(env, "MODEL_STORE")),
+    )
+
+
+# Every field's default: what an environment without any of ENV_VARS gives (one owner: ENV_VARS)
+_DEFAULTS = _fields({})
+
+
 @dataclasses.dataclass(frozen=True)
 class Settings:
-    """Runtime configuration. Build it with :meth:`from_env`, or directly in tests."""
+    """Runtime configuration. Build it with :meth:`from_env`, or directly in tests.
 
-    model_dir: str = "./data/models"
+    A field left out takes what :meth:`from_env` reads from an environment without any of
+    :data:`ENV_VARS` (``Settings() == Settings.from_env({})``): the defaults are written once, there.
+    """
+
+    model_dir: str = _DEFAULTS["model_dir"]
     # read by model code (os.environ["MODEL_ROOT"]); the runtime itself keeps nothing there
-    model_root: str = "./weights"
-    redis_url: Optional[str] = None
-    rq_queue_name: str = "default"
-    rq_job_timeout: int = 86400
-    basic_auth_user: Optional[str] = None
-    basic_auth_pass: Optional[str] = None
-    label_studio_url: Optional[str] = None
-    label_studio_api_key: Optional[str] = dataclasses.field(default=None, repr=False)
-    log_level: str = "INFO"
-    max_request_bytes: int = 100 * 1024 * 1024
+    model_root: str = _DEFAULTS["model_root"]
+    redis_url: Optional[str] = _DEFAULTS["redis_url"]
+    rq_queue_name: str = _DEFAULTS["rq_queue_name"]
+    rq_job_timeout: int = _DEFAULTS["rq_job_timeout"]
+    basic_auth_user: Optional[str] = _DEFAULTS["basic_auth_user"]
+    basic_auth_pass: Optional[str] = _DEFAULTS["basic_auth_pass"]
+    label_studio_url: Optional[str] = _DEFAULTS["label_studio_url"]
+    label_studio_api_key: Optional[str] = dataclasses.field(
+        default=_DEFAULTS["label_studio_api_key"], repr=False
+    )
+    log_level: str = _DEFAULTS["log_level"]
+    max_request_bytes: int = _DEFAULTS["max_request_bytes"]
     # prometheus_client reads this variable itself, so the field always follows the environment
     metrics_dir: Optional[str] = dataclasses.field(default_factory=metrics_dir_from_env)
-    lock_ttl: int = 30
-    max_live_models: int = 4
-    model_load_timeout: float = 60.0
-    preload_models: bool = True
-    predict_concurrency: int = 0
+    lock_ttl: int = _DEFAULTS["lock_ttl"]
+    max_live_models: int = _DEFAULTS["max_live_models"]
+    model_load_timeout: float = _DEFAULTS["model_load_timeout"]
+    preload_models: bool = _DEFAULTS["preload_models"]
+    predict_concurrency: int = _DEFAULTS["predict_concurrency"]
     # the variable that made redis_url (messages name what the user set): REDIS_URL or REDIS_HOST
-    redis_from: str = "REDIS_URL"
+    redis_from: str = _DEFAULTS["redis_from"]
     # s3://bucket/prefix (MODEL_STORE), or None: versions live in model_dir only
-    model_store: Optional[str] = None
+    model_store: Optional[str] = _DEFAULTS["model_store"]
 
     def __post_init__(self) -> None:
         if self.label_studio_api_key and not self.label_studio_url:
@@ -235,49 +312,4 @@ class Settings:
     @classmethod
     def from_env(cls, env: Optional[Mapping[str, str]] = None) -> Settings:
         """Read every variable once; raise :class:`SettingsError` naming a bad one."""
-        env = os.environ if env is None else env
-        redis_url, redis_from = _get(env, "REDIS_URL"), "REDIS_URL"
-        if redis_url:
-            redis_url = _url("REDIS_URL", redis_url, ("redis", "rediss", "unix"))
-        elif _get(env, "REDIS_HOST"):
-            host = _get(env, "REDIS_HOST")
-            port = _get(env, "REDIS_PORT")
-            if not port.isdigit():
-                raise SettingsError(f"REDIS_PORT={port!r} is not valid: use a port number")
-            redis_url, redis_from = redis_url_from(host, port), "REDIS_HOST"
-        user, password = _get(env, "BASIC_AUTH_USER"), _get(env, "BASIC_AUTH_PASS")
-        if bool(user) != bool(password):
-            missing = "BASIC_AUTH_PASS" if user else "BASIC_AUTH_USER"
-            raise SettingsError(
-                f"{missing} is not set: set both BASIC_AUTH_USER and BASIC_AUTH_PASS, or neither"
-            )
-        ls_url = _get(env, "LABEL_STUDIO_URL", "LABEL_STUDIO_HOST")
-        if ls_url:
-            ls_url = _url("LABEL_STUDIO_URL", ls_url, ("http", "https"))
-        level = _get(env, "LOG_LEVEL").upper()
-        if level not in _LOG_LEVELS:
-            raise SettingsError(f"LOG_LEVEL={level!r} is not valid: use one of " + ", ".join(_LOG_LEVELS[:4]))
-        queue = _get(env, "RQ_QUEUE_NAME")
-        if not re.fullmatch(r"[A-Za-z0-9_.-]{1,100}", queue):
-            raise SettingsError(f"RQ_QUEUE_NAME={queue!r} is not valid: use letters, digits, '.', '_' or '-'")
-        return cls(
-            model_dir=_get(env, "MODEL_DIR"),
-            model_root=_get(env, "MODEL_ROOT"),
-            redis_url=redis_url or None,
-            rq_queue_name=queue,
-            rq_job_timeout=_positive_int(env, "RQ_JOB_TIMEOUT"),
-            basic_auth_user=user or None,
-            basic_auth_pass=password or None,
-            label_studio_url=ls_url or None,
-            label_studio_api_key=_get(env, "LABEL_STUDIO_API_KEY", "LABEL_STUDIO_ACCESS_TOKEN") or None,
-            log_level=level,
-            max_request_bytes=_positive_int(env, "MAX_REQUEST_MB") * 1024 * 1024,
-            metrics_dir=metrics_dir_from_env(env),
-            lock_ttl=_lock_ttl(env.get("LSML_LOCK_TTL", "")),
-            max_live_models=_whole(env, "MAX_LIVE_MODELS", 1),
-            model_load_timeout=float(_whole(env, "MODEL_LOAD_TIMEOUT", 0)),
-            preload_models=_bool(env, "PRELOAD_MODELS"),
-            predict_concurrency=_whole(env, "PREDICT_CONCURRENCY", 0),
-            redis_from=redis_from,
-            model_store=_model_store(_get(env, "MODEL_STORE")),
-        )
+        return cls(**_fields(os.environ if env is None else env))

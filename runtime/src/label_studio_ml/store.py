@@ -33,6 +33,7 @@ import time
 from pathlib import Path
 from typing import Any, Dict, Iterator, List, Optional, Tuple
 
+from .exceptions import StoreError, StoreUnavailable  # noqa: F401  StoreUnavailable: importable from here too
 from .fileio import write_atomic
 
 logger = logging.getLogger(__name__)
@@ -41,14 +42,6 @@ PROJECT_ID_RE = re.compile(r"[A-Za-z0-9_-]{1,64}")
 # What requests carry: Label Studio's "<id>.<created_at>" (group 1 is the store's project id)
 LS_PROJECT_RE = re.compile(rf"({PROJECT_ID_RE.pattern})(?:\.[0-9]{{1,20}})?")
 VERSION_RE = re.compile(r"v(\d{1,9})-(\d{14})")
-
-
-class StoreError(ValueError):
-    """A project id or version that cannot name a directory of the store."""
-
-
-class StoreUnavailable(OSError):
-    """The model store (an object store) cannot be reached; the message never holds credentials."""
 
 
 def check_project_id(project_id: str) -> str:

@@ -26,6 +26,7 @@ import traceback
 import uuid
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
+from .exceptions import TrainingError, TrainingUnavailable
 from .lsclient import LabelStudioError, make_client
 from .metrics import Metrics
 from .model import accepted_kwargs, build_model, fit_style
@@ -34,14 +35,6 @@ from .settings import Settings, redis_url_shown
 from .store import ModelStore
 
 logger = logging.getLogger(__name__)
-
-
-class TrainingUnavailable(RuntimeError):
-    """The queue (Redis) cannot take the request."""
-
-
-class TrainingError(RuntimeError):
-    """A training run cannot start (nothing to train on, no fit, ...)."""
 
 
 @dataclasses.dataclass

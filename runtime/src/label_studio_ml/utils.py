@@ -24,7 +24,7 @@ from .label_config import (
     parse_config,
 )
 from .lsclient import LabelStudioClient, LabelStudioError, choose_credentials, fetch, same_origin
-from .settings import label_studio_from_env
+from .settings import label_studio_from_env, parse_bool
 
 __all__ = [
     "DATA_UNDEFINED_NAME",
@@ -49,8 +49,6 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-_TRUE = {"1", "true", "yes", "on", "y", "t"}
-_FALSE = {"0", "false", "no", "off", "n", "f", ""}
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]")
 _LS_PATHS = ("/data/", "/tasks/", "/api/", "/storage-data/")
 # label-studio-sdk's test (``is_cloud_storage_uri``): the prefixes, not the full ``scheme://``.
@@ -65,7 +63,8 @@ def get_env(name: str, default: Any = None, is_bool: bool = False) -> Any:
     Args:
         name: The variable name without prefix.
         default: Returned when none of the variables is set.
-        is_bool: Convert the value to a bool (``1/true/yes/on`` or ``0/false/no/off``).
+        is_bool: Convert the value to a bool (``1/true/yes/on`` or ``0/false/no/off``; also
+            ``y/t`` and ``n/f/not`` or empty: ``settings.LOOSE_TRUE_WORDS``/``LOOSE_FALSE_WORDS``).
 
     Returns:
         The value (a bool when ``is_bool``), or ``default``.
@@ -79,11 +78,9 @@ def get_env(name: str, default: Any = None, is_bool: bool = False) -> Any:
             continue
         if not is_bool:
             return value
-        word = value.strip().lower()
-        if word in _TRUE:
-            return True
-        if word in _FALSE:
-            return False
+        flag = parse_bool(value, loose=True)
+        if flag is not None:
+            return flag
         raise ValueError(f"{key}={value!r} is not a boolean; use true or false")
     return default
 

@@ -26,7 +26,12 @@ from typing import Any, Dict, List, Optional
 
 from flask import Blueprint, Response, request
 
-from .store import ModelStore, StoreError, version_number
+from .exceptions import ApiError, SettingsError, StoreError, StoreUnavailable
+from .store import ModelStore, version_number
+from .web import backend as _backend
+from .web import body as _body
+from .web import json_response as _json
+from .web import project_id_of
 
 bp = Blueprint("lsml_versions", __name__)
 
@@ -85,8 +90,6 @@ def _loopback(address: Optional[str]) -> bool:
 
 
 def _write(action: str) -> Response:
-    from .api import ApiError, _backend, _body, _json, project_id_of
-
     backend = _backend()
     if not backend.settings.basic_auth and not _loopback(request.remote_addr):
         raise ApiError(
@@ -159,8 +162,8 @@ def add_parser(sub: Any) -> None:
 
 def cmd_versions(args: argparse.Namespace) -> int:
     from .objectstore import open_store
-    from .settings import Settings, SettingsError
-    from .store import StoreUnavailable, check_project_id
+    from .settings import Settings
+    from .store import check_project_id
 
     try:
         store = open_store(Settings.from_env())

@@ -62,11 +62,11 @@ class BenchModel(LabelStudioMLBase):
 
 WSGI = """
 import os
-from label_studio_ml import create_app, registry
+from label_studio_ml import create_app, process
 from model import BenchModel
 
 if os.environ.get("BENCH_SWITCH_INTERVAL"):  # baseline: the interpreter's default 5 ms during builds
-    registry.BUILD_SWITCH_INTERVAL = float(os.environ["BENCH_SWITCH_INTERVAL"])
+    process.BUILD_SWITCH_INTERVAL = float(os.environ["BENCH_SWITCH_INTERVAL"])
 
 app = create_app(BenchModel)
 """

@@ -5,7 +5,7 @@
 
 import sys
 
-from label_studio_ml import create_app
+from label_studio_ml import create_app, setup_process
 
 from model import {{ cookiecutter.model_class or "NewModel" }}
 
@@ -20,4 +20,7 @@ if __name__ == "__main__":  # python wsgi.py [--host 127.0.0.1] [--port {{ cooki
 
     main(["start", __file__, *sys.argv[1:]])  # imports this file as "wsgi": one app, below
 else:
+    # Once per process, before the app: logging, and gc.freeze of what was imported above
+    # (see label_studio_ml.process). uWSGI imports this file in each worker (lazy-apps).
+    setup_process(role="api")
     app = make_app()  # uWSGI: module = wsgi:app

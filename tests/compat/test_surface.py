@@ -14,7 +14,7 @@ import textwrap
 
 import pytest
 from label_studio_ml import model as model_module
-from label_studio_ml import utils
+from label_studio_ml import process, utils
 from label_studio_ml.api import create_app, init_app
 from label_studio_ml.label_config import SDK_REQUIREMENT
 from label_studio_ml.model import LabelStudioMLBase, ModelResponse
@@ -238,8 +238,8 @@ def test_versions_tokens_and_extra_params(tmp_path, monkeypatch):
 
 def test_predict_fn_and_update_fn_decorators(tmp_path, monkeypatch):
     calls = []
-    monkeypatch.setattr(model_module, "_predict_fn", None)
-    monkeypatch.setattr(model_module, "_update_fn", None)
+    monkeypatch.setattr(process.functions, "predict", None)  # the process's registrations
+    monkeypatch.setattr(process.functions, "update", None)
 
     @model_module.predict_fn
     def predict(tasks, context, helper, **kwargs):

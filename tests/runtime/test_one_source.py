@@ -414,3 +414,140 @@ def test_settings_defaults_are_env_vars_defaults_by_construction(monkeypatch):
     assert Settings().preload_models is module.parse_bool(module.ENV_VARS["PRELOAD_MODELS"][0])
     assert module.redis_url_from("h") == f"redis://h:{module.ENV_VARS['REDIS_PORT'][0]}/0"
     assert {f.name for f in dataclasses.fields(Settings)} == set(module._fields({}))
+
+
+# process
+# What belongs to the process is set in process.py only, and the entry points set it up.
+def _runtime_modules() -> list:
+    return sorted(PACKAGE.rglob("*.py"))
+
+
+def _dotted(node) -> str:
+    """``a.b.c`` for an attribute chain of names, else ""."""
+    parts = []
+    while isinstance(node, ast.Attribute):
+        parts.append(node.attr)
+        node = node.value
+    if isinstance(node, ast.Name):
+        parts.append(node.id)
+        return ".".join(reversed(parts))
+    return ""
+
+
+PROCESS_WIDE_CALLS = {"gc.freeze", "sys.setswitchinterval", "logging.basicConfig"}
+
+
+def test_process_wide_effects_live_in_process_py():
+    """gc.freeze, the switch interval, the root log handler and Prometheus' value class."""
+
+    def process_wide(node) -> bool:
+        if isinstance(node, ast.Call):
+            return _dotted(node.func) in PROCESS_WIDE_CALLS
+        if isinstance(node, (ast.Assign, ast.AugAssign, ast.AnnAssign)):
+            targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+            return any(isinstance(t, ast.Attribute) and t.attr == "ValueClass" for t in targets)
+        return False
+
+    users = {
+        f"{path.relative_to(PACKAGE)}:{where}": line
+        for path in _runtime_modules()
+        for where, line in _calls(path, process_wide)
+    }
+    assert set(users) == {
+        "process.py:_configure_logging",
+        "process.py:_freeze_startup_objects",
+        "process.py:_name_metric_files_after_uwsgi_workers",
+        "process.py:responsive",
+    }, users
+
+
+def test_the_entry_points_set_the_process_up():
+    def sets_up(node) -> bool:
+        return isinstance(node, ast.Call) and _dotted(node.func).endswith("setup_process")
+
+    callers = {
+        (str(path.relative_to(PACKAGE)), where)
+        for path in _runtime_modules()
+        for where, _ in _calls(path, sets_up)
+    }
+    # create_app: only when no entry point did (scripts, tests, an older wsgi.py)
+    assert callers == {("api.py", "create_app"), ("cli.py", "cmd_worker"), ("worker.py", "work")}
+    wsgi = ast.parse(
+        (TEMPLATE / "wsgi.py")
+        .read_text(encoding="utf-8")
+        .replace('{{ cookiecutter.model_class or "NewModel" }}', "M")
+    )
+    order = [
+        _dotted(node.value.func)
+        for branch in ast.walk(wsgi)
+        if isinstance(branch, ast.If)
+        for node in branch.orelse  # uWSGI's import; python wsgi.py runs start, which imports it
+        if isinstance(node, (ast.Expr, ast.Assign)) and isinstance(node.value, ast.Call)
+    ]
+    assert order == ["setup_process", "make_app"], "wsgi.py sets the process up, then builds its app"
+
+
+def test_only_the_model_writes_its_served_version():
+    def writes(node) -> bool:
+        if isinstance(node, (ast.Assign, ast.AugAssign, ast.AnnAssign)):
+            targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+            return any(isinstance(t, ast.Attribute) and t.attr == "_served_version" for t in targets)
+        return (
+            isinstance(node, ast.Call)
+            and _dotted(node.func) == "setattr"
+            and any(isinstance(a, ast.Constant) and a.value == "_served_version" for a in node.args)
+        )
+
+    writers = {
+        (str(path.relative_to(PACKAGE)), where)
+        for path in _runtime_modules()
+        for where, _ in _calls(path, writes)
+    }
+    assert writers == {("model.py", "__init__"), ("model.py", "serve_as")}
+
+
+def _private_names_of(module: Path) -> set:
+    """``self._x`` attributes and ``_x`` methods a module defines."""
+    names = set()
+    for node in ast.walk(ast.parse(module.read_text(encoding="utf-8"))):
+        if (
+            isinstance(node, (ast.FunctionDef, ast.ClassDef))
+            and node.name.startswith("_")
+            and not node.name.startswith("__")
+        ):
+            names.add(node.name)
+        attr = node.attr if isinstance(node, ast.Attribute) else ""
+        if _dotted(node) == f"self.{attr}" and attr.startswith("_") and not attr.startswith("__"):
+            names.add(attr)
+    return names
+
+
+def test_the_registry_is_used_through_its_public_api():
+    """No other module reads the registry's private attributes (``registry.info`` was one)."""
+    registry_py = PACKAGE / "registry.py"
+    private = _private_names_of(registry_py)
+    assert {"_info", "_configs", "_live", "_Entry"} <= private
+
+    def reaches_in(node) -> bool:
+        if isinstance(node, ast.Attribute) and node.attr in private:
+            return not (isinstance(node.value, ast.Name) and node.value.id in ("self", "cls"))
+        return isinstance(node, ast.ImportFrom) and any(alias.name in private for alias in node.names)
+
+    offenders = [
+        f"{path.relative_to(PACKAGE)}:{line} in {where}"
+        for path in _runtime_modules()
+        if path != registry_py
+        for where, line in _calls(path, reaches_in)
+    ]
+    assert offenders == []
+
+
+def test_the_registry_declares_its_public_api():
+    """The class docstring lists every public method, and nothing else."""
+    from label_studio_ml.registry import ModelRegistry
+
+    declared = set(re.findall(r":meth:`(\w+)`", ModelRegistry.__doc__ or ""))
+    public = {
+        name for name, value in vars(ModelRegistry).items() if callable(value) and not name.startswith("_")
+    }
+    assert declared == public

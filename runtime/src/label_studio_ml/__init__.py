@@ -17,6 +17,7 @@ __all__ = [
     "Settings",
     "create_app",
     "init_app",
+    "setup_process",
     "__version__",
 ]
 
@@ -27,6 +28,7 @@ _LAZY = {
     "Settings": "label_studio_ml.settings",
     "create_app": "label_studio_ml.api",
     "init_app": "label_studio_ml.api",
+    "setup_process": "label_studio_ml.process",
 }
 
 

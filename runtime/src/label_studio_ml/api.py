@@ -1,13 +1,15 @@
 """The Flask app factory: Label Studio's ML backend HTTP API around one model class.
 
-``create_app(MyModel)`` returns a new app; nothing is global, so tests and processes can build
-as many as they like. Routes live in one Blueprint; every error is JSON.
+``create_app(MyModel)`` returns a new app holding all its state (settings, store, live models,
+trainer, metrics), so tests and processes can build as many as they like. What belongs to the
+process instead (logging, ``gc.freeze``, Prometheus' file naming) is :mod:`label_studio_ml.process`'s,
+set once by the entry point; ``create_app`` sets it up when nobody did. Routes live in one
+Blueprint; every error is JSON.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import gc
 import logging
 import re
 import traceback
@@ -27,7 +29,8 @@ from .metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from .metrics import Metrics
 from .model import predict_takes_context
 from .objectstore import open_store
-from .registry import ModelRegistry, served_version
+from .process import setup_process
+from .registry import LiveModel, ModelRegistry, served_version
 from .response import normalize_predictions
 from .settings import Settings, redis_url_from
 from .store import ModelStore
@@ -99,22 +102,21 @@ class Backend:
 
 def _redact(backend: Backend, text: str) -> str:
     """Cut every key the backend knows (LABEL_STUDIO_API_KEY, Basic password, /setup tokens)."""
-    tokens = [info.access_token for info in list(backend.registry.info.values())]
-    return backend.settings.redact(text, *tokens)
+    return backend.settings.redact(text, *backend.registry.access_tokens())
 
 
 # ------------------------------------------------------------------ request parsing
 def _check_config(backend: Backend, pid: str, config: Optional[str]) -> None:
     """A config not seen before must be well-formed XML before it is stored for the project."""
-    if config and backend.registry.remember_config(pid, None) != config:
+    if config and backend.registry.label_config(pid) != config:
         try:
             parse_xml(config)
         except LabelConfigError as exc:
             raise ApiError(400, "bad_request", f"the labeling config: {exc}") from None
 
 
-def _live_model(backend: Backend, pid: str, config: Optional[str]) -> Any:
-    """The project's live model entry (waits for a build, bounded by MODEL_LOAD_TIMEOUT).
+def _live_model(backend: Backend, pid: str, config: Optional[str]) -> LiveModel:
+    """The project's live model (waits for a build, bounded by MODEL_LOAD_TIMEOUT).
 
     A model that cannot be built without a config is a 400, on a config without control tags a
     422.
@@ -123,7 +125,7 @@ def _live_model(backend: Backend, pid: str, config: Optional[str]) -> Any:
     try:
         return backend.registry.acquire(pid, config, backend.settings.model_load_timeout)
     except ModelLoadError as exc:
-        if backend.registry.remember_config(pid, None) is None:
+        if backend.registry.label_config(pid) is None:
             raise ApiError(
                 400,
                 "bad_request",
@@ -140,7 +142,7 @@ def _config_without_controls(backend: Backend, pid: str, config: Optional[str], 
     A new Label Studio project's config is ``<View></View>`` until its labeling interface is
     set, and a model that reads its first control tag (the seed tutorial's) fails on it.
     """
-    config = config or backend.registry.remember_config(pid, None)
+    config = config or backend.registry.label_config(pid)
     if config is None:
         return
     try:
@@ -234,17 +236,13 @@ def predict() -> Response:
     params = body.get("params") or {}
     if not isinstance(params, dict):
         raise ApiError(400, "bad_request", "'params' must be a JSON object")
-    entry = _live_model(backend, pid, config)
-    model, version = entry.model, entry.served_version
+    live = _live_model(backend, pid, config)
+    model, version = live.model, live.version
     kwargs = {k: v for k, v in params.items() if k != "context" and isinstance(k, str)}
     if backend.passes_context:
         kwargs["context"] = params.get("context")
     try:
-        if entry.gate is None:
-            raw = model.predict(tasks, **kwargs)
-        else:  # PREDICT_CONCURRENCY: a model that is not thread-safe
-            with entry.gate:
-                raw = model.predict(tasks, **kwargs)
+        raw = live.predict(tasks, **kwargs)  # PREDICT_CONCURRENCY: at most that many at a time
         results, foreign, n_predictions = normalize_predictions(raw, len(tasks), version)
     except PredictionError as exc:
         logger.error("project %s: %s returned a bad answer: %s", pid, type(model).__name__, exc)
@@ -279,17 +277,17 @@ def _train(
     pid: str, event: str, data: Dict[str, Any], *, annotations: Any = None, label_config: Optional[str] = None
 ) -> Response:
     backend = _backend()
-    info = backend.registry.info.get(pid)
+    info = backend.registry.connection(pid)
     req = TrainRequest(
         project_id=pid,
         event=event,
         data=data,
-        label_config=label_config or backend.registry.remember_config(pid, None),
+        label_config=label_config or backend.registry.label_config(pid),
         annotations=annotations,
-        hostname=info.hostname if info else None,
+        hostname=info.hostname,
         # the configured key wins over /setup's token: then the token need not travel via Redis
-        access_token=info.access_token if info and not backend.settings.label_studio_api_key else None,
-        extra_params=info.extra_params if info else {},
+        access_token=None if backend.settings.label_studio_api_key else info.access_token,
+        extra_params=info.extra_params,
     )
     status, job_id = backend.trainer.submit(req)  # TrainingUnavailable: a 503 (exceptions.HTTP_ANSWERS)
     backend.metrics.training_requested(status)
@@ -450,6 +448,11 @@ def create_app(
 ) -> Flask:
     """Build the backend's Flask app around ``model_class``.
 
+    The app holds everything it serves; nothing of it is global. The first app of a process that
+    no entry point set up (a script, a test) also sets the process up, as an API process, with
+    these settings (:func:`label_studio_ml.process.setup_process`: logging, ``gc.freeze``,
+    Prometheus' file naming); later apps leave the process as it is.
+
     Args:
         model_class: A subclass of :class:`~label_studio_ml.model.LabelStudioMLBase`.
         settings: Configuration; read from the environment when omitted.
@@ -457,10 +460,7 @@ def create_app(
             ``config.json`` and under ``start --with k=v`` (see :mod:`label_studio_ml.launch`).
     """
     settings = settings or Settings.from_env()
-    logging.basicConfig(
-        level=settings.log_level, format="[%(asctime)s] [%(levelname)s] [%(name)s] %(message)s"
-    )
-    logging.getLogger("label_studio_ml").setLevel(settings.log_level)
+    setup_process(settings, role="api")  # once per process; nothing when an entry point did
     app = Flask(model_class.__module__ if model_class.__module__ != "__main__" else "lsml_backend")
     app.config["MAX_CONTENT_LENGTH"] = settings.max_request_bytes
     app.json.sort_keys = False  # type: ignore[attr-defined]
@@ -479,26 +479,6 @@ def create_app(
     app.wsgi_app = Gate(app.wsgi_app, backend, routes)  # type: ignore[method-assign]
     app.register_error_handler(HTTPException, _handle_http)
     app.register_error_handler(Exception, _handle_error)  # ApiError and exceptions.HTTP_ANSWERS
-    _freeze_startup_objects()  # before any model is built (preloading builds them in a thread)
     if settings.preload_models:
         backend.registry.start_preload()
     return app
-
-
-_frozen = False
-
-
-def _freeze_startup_objects() -> None:
-    """Move what exists once the first app is built (modules, classes, Flask's tables: objects
-    that live as long as the process) out of the garbage collector's sight (``gc.freeze``).
-
-    A 1000-task /predict allocates thousands of containers, which triggers full collections;
-    each walked the ~35,000 startup objects again: about 0.9 ms per such request. Only the first
-    app freezes: objects frozen are never collected if they become cyclic garbage, so models and
-    later apps (tests build many) stay collectable.
-    """
-    global _frozen
-    if not _frozen:
-        _frozen = True
-        gc.collect()
-        gc.freeze()

@@ -132,7 +132,9 @@ def cmd_start(args: argparse.Namespace) -> int:
     from .launch import launching, parse_kwargs
 
     try:
-        # the same app uWSGI serves (wsgi:app), built once; --with reaches its model arguments
+        # the same app uWSGI serves (wsgi:app), built once; --with reaches its model arguments.
+        # wsgi.py sets the process up (process.setup_process) once the model is imported and
+        # before it builds the app, as under uWSGI; an older wsgi.py: create_app does.
         with launching(parse_kwargs(tuple(args.with_ or []))):
             module = importlib.import_module(module_name)
             app = getattr(module, "app", None)
@@ -186,15 +188,14 @@ def cmd_worker(args: argparse.Namespace) -> int:
     from redis import Redis
     from rq import Queue
 
+    from .process import setup_process
     from .worker import Worker
 
     if args.nice:
         # training yields the CPU to the API processes on the same machine (predictions first)
         os.nice(args.nice)
 
-    logging.basicConfig(
-        level=settings.log_level, format="[%(asctime)s] [%(levelname)s] [%(name)s] %(message)s"
-    )
+    setup_process(settings, role="worker")
     connection = Redis.from_url(settings.redis_url)
     _wait_for_redis(connection, settings.redis_url, once=args.burst)
     queue = Queue(args.queue or settings.rq_queue_name, connection=connection)

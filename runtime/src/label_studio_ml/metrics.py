@@ -77,47 +77,10 @@ def _process_instruments() -> _Instruments:
     global _shared
     with _shared_lock:
         if _shared is None:
-            if multiprocess_dir():
-                _name_files_after_uwsgi_workers()
+            # under uWSGI the sample files are named after the worker slot: process.setup_process
+            # swapped prometheus_client's value class before this first sample
             _shared = _Instruments(None if multiprocess_dir() else CollectorRegistry(auto_describe=True))
         return _shared
-
-
-_file_id: Tuple[int, str] = (0, "")
-
-
-def _sample_file_id() -> str:
-    """``uwsgi<master pid>-<worker id>`` in a uWSGI worker, else the pid (prometheus_client's own).
-
-    Called on every sample write (prometheus_client checks it for forks), so it is cached per pid.
-    """
-    global _file_id
-    pid = os.getpid()
-    if _file_id[0] != pid:
-        import uwsgi  # type: ignore[import-not-found]  # only called inside uWSGI
-
-        worker = uwsgi.worker_id()
-        _file_id = (pid, f"uwsgi{uwsgi.masterpid()}-{worker}" if worker > 0 else str(pid))
-    return _file_id[1]
-
-
-def _name_files_after_uwsgi_workers() -> None:
-    """Recycled uWSGI workers (``max-requests``, ``reload-on-rss``) reuse their slot's sample files.
-
-    prometheus_client names a process's files after its pid, so every recycled worker would leave
-    two more files behind and each scrape would read them all. Named after the worker slot, a
-    new worker reopens its predecessor's files (which exited before it was started) and its
-    counters go on from the values there: totals stay right and the directory stays at two files
-    per worker.
-    """
-    try:
-        import uwsgi  # type: ignore[import-not-found]  # noqa: F401
-    except ImportError:
-        return
-    from prometheus_client import values
-
-    if getattr(values.ValueClass, "_multiprocess", False):
-        values.ValueClass = values.MultiProcessValue(process_identifier=_sample_file_id)
 
 
 class _Snapshot:

@@ -33,6 +33,7 @@ from .label_config import build_label_map as _build_label_map
 from .label_config import get_first_tag_occurence as _first_tag
 from .label_config import parse_config
 from .label_config import sdk_label_interface as _sdk_label_interface
+from .process import functions
 from .response import ModelResponse  # noqa: F401  upstream scripts import it from here
 from .settings import Settings, SettingsError
 
@@ -53,24 +54,34 @@ _shared_guard = threading.Lock()
 _interface_lock = threading.Lock()
 _SEMVER = re.compile(r"(\d+)\.(\d+)\.(\d+)")
 
+
 # Upstream's function style: ``@predict_fn`` / ``@update_fn`` register module-level functions
-# that the base class's ``predict`` / ``fit`` call as ``f(tasks, context, helper=model)``.
-_predict_fn: Optional[Callable[..., Any]] = None
-_update_fn: Optional[Callable[..., Any]] = None
-
-
+# that the base class's ``predict`` / ``fit`` call as ``f(tasks, context, helper=model)``; the
+# registration is the process's (process.functions).
 def predict_fn(f: Callable[..., Any]) -> Callable[..., Any]:
     """Register ``f(tasks, context, helper=model, **kwargs)`` as the base class's ``predict``."""
-    global _predict_fn
-    _predict_fn = f
+    functions.predict = f
     return f
 
 
 def update_fn(f: Callable[..., Any]) -> Callable[..., Any]:
     """Register ``f(event, data, helper=model, **kwargs)`` as the base class's ``fit``."""
-    global _update_fn
-    _update_fn = f
+    functions.update = f
     return f
+
+
+def version_served(trained: Optional[str], declared: Any, initial: Any) -> str:
+    """The one rule for the version a project serves (the store's view and the model's agree).
+
+    ``trained``: the store's ``LATEST`` (None before training); ``declared``: what the model
+    stored with ``self.set("model_version", ...)`` (``kv.json``); ``initial``: the class's
+    ``INITIAL_MODEL_VERSION``. The first that is set wins.
+    """
+    if trained:
+        return trained
+    if isinstance(declared, str) and declared:
+        return declared
+    return str(initial)
 
 
 class LabelStudioMLBase:
@@ -177,27 +188,44 @@ class LabelStudioMLBase:
             A list with one prediction dict (``{"result": [...], "score": 0.9}``) per task, or a
             :class:`~label_studio_ml.response.ModelResponse`.
         """
-        if _predict_fn is not None:  # registered with @predict_fn (upstream's function style)
-            return _predict_fn(tasks, context, helper=self, **kwargs)
+        if functions.predict is not None:  # registered with @predict_fn (upstream's function style)
+            return functions.predict(tasks, context, helper=self, **kwargs)
         raise NotImplementedError(f"{type(self).__name__} must override predict()")
 
     def fit(self, event: Any, data: Any = None, **kwargs: Any) -> Any:
         """Override this to train. See the module docstring for the two accepted signatures."""
-        if _update_fn is not None:  # registered with @update_fn
-            return _update_fn(event, data, helper=self, **kwargs)
+        if functions.update is not None:  # registered with @update_fn
+            return functions.update(event, data, helper=self, **kwargs)
         raise NotImplementedError(f"{type(self).__name__} does not implement fit()")
 
     # ----------------------------------------------------------------- versions
     @property
     def model_version(self) -> str:
         """The version this instance serves (set by the runtime, else the model's own)."""
-        if self._served_version:
-            return self._served_version
-        return self.get("model_version") or self.INITIAL_MODEL_VERSION
+        return self._served_version or version_served(
+            None, self.get("model_version"), self.INITIAL_MODEL_VERSION
+        )
 
     @model_version.setter
     def model_version(self, value: str) -> None:
         self.set("model_version", str(value))
+
+    @property
+    def served_version(self) -> Optional[str]:
+        """The version the runtime serves this instance as (:meth:`serve_as`); None outside it."""
+        return getattr(self, "_served_version", None)
+
+    def serve_as(self, trained: Optional[str]) -> str:
+        """Runtime: fix the version this instance answers with, and return it.
+
+        ``trained`` is the store's version the instance was built from (None before training);
+        without one, the version the model declared (``self.set("model_version", ...)``), else
+        ``INITIAL_MODEL_VERSION`` (:func:`version_served`). Fixed here, once, so a request does
+        not read ``kv.json``; the only writer of the served version besides the constructor.
+        """
+        declared = None if trained else self.get("model_version")
+        self._served_version = version_served(trained, declared, self.INITIAL_MODEL_VERSION)
+        return self._served_version
 
     def get_model_version(self) -> str:
         """Alias of :attr:`model_version` for older scripts."""
@@ -464,7 +492,7 @@ def build_model(model_class: type, **values: Any) -> LabelStudioMLBase:
     with construction(**values):
         model = model_class(**kwargs)
     if values.get("served_version"):
-        model._served_version = values["served_version"]
+        model.serve_as(values["served_version"])
     if values.get("workdir") and not getattr(model, "workdir", None):
         model.workdir = values["workdir"]
     return model
@@ -473,7 +501,7 @@ def build_model(model_class: type, **values: Any) -> LabelStudioMLBase:
 def fit_style(model_class: type) -> str:
     """``"current"`` for ``fit(event, data, **kwargs)``, else ``"seed"`` (``fit(annotations)``)."""
     fit = getattr(model_class, "fit", None)
-    if fit is LabelStudioMLBase.fit and _update_fn is not None:
+    if fit is LabelStudioMLBase.fit and functions.update is not None:
         return "current"  # the base fit calls the @update_fn function
     if fit is None or fit is LabelStudioMLBase.fit:
         return "none"

@@ -17,10 +17,8 @@ store (``LATEST`` moves) or the project's labeling config changes.
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import logging
-import sys
 import threading
 import time
 from collections import OrderedDict
@@ -28,7 +26,8 @@ from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional, Set, Tuple
 
 from .exceptions import ModelLoadError, ModelLoading
-from .model import LabelStudioMLBase, build_model
+from .model import LabelStudioMLBase, build_model, version_served
+from .process import responsive, take_preload
 from .settings import Settings
 from .store import ModelStore, version_number
 
@@ -39,38 +38,41 @@ USED_EVERY = 30.0  # seconds between two "last used" marks of a project (preload
 # Preloading starts this long after the app is built: an older ``wsgi.py`` builds more than one
 # app within milliseconds, and only the last one should load models.
 PRELOAD_GRACE = 0.5
-# While a model is built in the background, the interpreter hands the GIL to waiting threads
-# every BUILD_SWITCH_INTERVAL s instead of every 5 ms, so a loader running Python code delays
-# the requests of loaded projects by about a millisecond, not 5 to 20 (bench/bench_heavy.py).
-BUILD_SWITCH_INTERVAL = 0.0005
-_switch_lock = threading.Lock()
-_building_now = [0, 0.005]  # builds running in this process, the interval to restore
 
 
-@contextlib.contextmanager
-def _responsive() -> Any:
-    with _switch_lock:
-        if _building_now[0] == 0:
-            _building_now[1] = sys.getswitchinterval()
-            sys.setswitchinterval(min(_building_now[1], BUILD_SWITCH_INTERVAL))
-        _building_now[0] += 1
-    try:
-        yield
-    finally:
-        with _switch_lock:
-            _building_now[0] -= 1
-            if _building_now[0] == 0:
-                sys.setswitchinterval(_building_now[1])
+@dataclass(frozen=True)
+class LiveModel:
+    """A built model as its callers use it (what :meth:`ModelRegistry.acquire` returns).
+
+    ``version`` is the version it answers with: the model's own (:meth:`LabelStudioMLBase.serve_as`
+    fixed it when the registry built it), never a copy.
+    """
+
+    model: LabelStudioMLBase
+    gate: Optional[threading.BoundedSemaphore] = None  # PREDICT_CONCURRENCY, else None
+
+    @property
+    def version(self) -> str:
+        return self.model.served_version or self.model.model_version
+
+    def predict(self, tasks: List[Dict[str, Any]], **kwargs: Any) -> Any:
+        """``model.predict(tasks, **kwargs)``, at most PREDICT_CONCURRENCY at a time when set."""
+        if self.gate is None:
+            return self.model.predict(tasks, **kwargs)
+        with self.gate:  # a model that is not thread-safe
+            return self.model.predict(tasks, **kwargs)
 
 
 @dataclass
 class _Entry:
     version: Optional[str]
     config: Optional[str]
-    model: LabelStudioMLBase
-    served_version: str
-    gate: Optional[threading.BoundedSemaphore] = None
+    live: LiveModel
     preloaded: bool = False
+
+    @property
+    def model(self) -> LabelStudioMLBase:
+        return self.live.model
 
     def serves(self, key: Key, newer_ok: Any = True) -> bool:
         """Whether this model may answer for ``key``: same config, same version or newer.
@@ -97,12 +99,6 @@ class ProjectInfo:
     extra_params: Dict[str, Any] = field(default_factory=dict)
 
 
-# The newest registry of a process per store preloads; an older one (an app built and then
-# replaced, as an older ``wsgi.py`` did) stops and drops what it preloaded and nobody used.
-_preloaders: Dict[str, ModelRegistry] = {}
-_preloaders_lock = threading.Lock()
-
-
 def served_version(store: ModelStore, project_id: str, model_class: type) -> str:
     """The version a project serves, from the store alone (no model needed).
 
@@ -111,14 +107,24 @@ def served_version(store: ModelStore, project_id: str, model_class: type) -> str
     ``INITIAL_MODEL_VERSION``. A built model reports the same (its ``get`` reads ``kv.json``).
     """
     latest = store.latest(project_id)
-    if latest:
-        return latest
-    own = store.read_json(project_id, "kv.json").get("model_version")
-    return own if isinstance(own, str) and own else str(model_class.INITIAL_MODEL_VERSION)
+    declared = None if latest else store.read_json(project_id, "kv.json").get("model_version")
+    return version_served(latest, declared, model_class.INITIAL_MODEL_VERSION)
 
 
 class ModelRegistry:
-    """Builds, caches, bounds and swaps model instances."""
+    """Builds, caches, bounds and swaps model instances.
+
+    Its public API (the API module and tests use nothing else):
+
+    * models: :meth:`request` (start a build), :meth:`wait` / :meth:`acquire` (a
+      :class:`LiveModel`), :meth:`get` (``(model, version)``), :meth:`version_for` (``/setup``'s
+      answer), :meth:`invalidate` (a run committed here);
+    * what ``/setup`` and requests said of a project: :meth:`remember_config` /
+      :meth:`label_config`, :meth:`update_info` / :meth:`connection`, :meth:`access_tokens`
+      (to redact);
+    * state and lifecycle: :meth:`state`, :meth:`wait_idle`, :meth:`start_preload`,
+      :meth:`wait_preloaded`.
+    """
 
     def __init__(
         self,
@@ -137,7 +143,7 @@ class ModelRegistry:
         self.model_kwargs = dict(model_kwargs or {})
         self.max_live = max(1, int(max_live))
         self.predict_concurrency = max(0, int(predict_concurrency))
-        self.info: Dict[str, ProjectInfo] = {}
+        self._info: Dict[str, ProjectInfo] = {}
         self._configs: Dict[str, str] = {}
         self._live: OrderedDict[str, _Entry] = OrderedDict()
         self._wanted: Dict[str, Key] = {}
@@ -155,13 +161,14 @@ class ModelRegistry:
         return functools.partial(self.store.follows_newest, project_id)
 
     # ------------------------------------------------------------------ configs
-    def remember_config(self, project_id: str, label_config: Optional[str]) -> Optional[str]:
-        """Record the project's config (memory and store); return the config to use."""
-        if label_config:
-            if self._configs.get(project_id) != label_config:
-                self.store.save_label_config(project_id, label_config)
-                self._configs[project_id] = label_config
-            return label_config
+    def remember_config(self, project_id: str, label_config: str) -> None:
+        """Record the project's config (memory and store) when it changed."""
+        if self._configs.get(project_id) != label_config:
+            self.store.save_label_config(project_id, label_config)
+            self._configs[project_id] = label_config
+
+    def label_config(self, project_id: str) -> Optional[str]:
+        """The project's config: the last one sent, else the stored one, else None."""
         if project_id not in self._configs:
             stored = self.store.label_config(project_id)
             if stored:
@@ -174,7 +181,9 @@ class ModelRegistry:
 
         ``retry`` (``/setup``) builds again a model whose construction raised.
         """
-        key: Key = (self.store.latest(project_id), self.remember_config(project_id, label_config))
+        if label_config:
+            self.remember_config(project_id, label_config)
+        key: Key = (self.store.latest(project_id), label_config or self.label_config(project_id))
         now = time.monotonic()
         if now - self._used.get(project_id, -USED_EVERY) >= USED_EVERY:
             self._used[project_id] = now
@@ -202,7 +211,9 @@ class ModelRegistry:
                 target=self._builder, args=(project_id, preload), name=f"lsml-build-{project_id}", daemon=True
             ).start()
 
-    def acquire(self, project_id: str, label_config: Optional[str] = None, timeout: float = 60.0) -> _Entry:
+    def acquire(
+        self, project_id: str, label_config: Optional[str] = None, timeout: float = 60.0
+    ) -> LiveModel:
         """The live model for the project's current key, waiting at most ``timeout`` s for its build.
 
         Raises :class:`ModelLoadError` when the construction raised, :class:`ModelLoading` when
@@ -210,7 +221,7 @@ class ModelRegistry:
         """
         return self.wait(project_id, self.request(project_id, label_config), timeout)
 
-    def wait(self, project_id: str, key: Key, timeout: float) -> _Entry:
+    def wait(self, project_id: str, key: Key, timeout: float) -> LiveModel:
         """Wait at most ``timeout`` s for a live model serving ``key`` (see :meth:`acquire`)."""
         deadline = time.monotonic() + timeout
         with self._cond:
@@ -219,7 +230,7 @@ class ModelRegistry:
                 if entry is not None and entry.serves(key, self._newer_ok(project_id)):
                     self._live.move_to_end(project_id)
                     entry.preloaded = False
-                    return entry
+                    return entry.live
                 failed = self._failed.get(project_id)
                 if failed is not None and failed[0] == key:
                     raise ModelLoadError(str(failed[1]))
@@ -234,14 +245,14 @@ class ModelRegistry:
         self, project_id: str, label_config: Optional[str] = None, timeout: float = 60.0
     ) -> Tuple[LabelStudioMLBase, str]:
         """``(model, served version)`` of the project, waiting for its build (see :meth:`acquire`)."""
-        entry = self.acquire(project_id, label_config, timeout)
-        return entry.model, entry.served_version
+        live = self.acquire(project_id, label_config, timeout)
+        return live.model, live.version
 
     def version_for(self, project_id: str, key: Key) -> str:
         """What ``/setup`` answers: the live model's version, else the store's rule (no build)."""
         entry = self._live.get(project_id)
         if entry is not None and entry.serves(key, self._newer_ok(project_id)):
-            return entry.served_version
+            return entry.live.version
         return served_version(self.store, project_id, self.model_class)
 
     def invalidate(self, project_id: str) -> None:
@@ -294,7 +305,7 @@ class ModelRegistry:
                         self.slot_wait,
                     )
                 try:
-                    with _responsive():
+                    with responsive():
                         entry = self._construct(project_id, key)
                 except ModelLoadError as exc:
                     with self._cond:
@@ -326,7 +337,7 @@ class ModelRegistry:
 
     def _construct(self, project_id: str, key: Key) -> _Entry:
         version, config = key
-        info = self.info.get(project_id, ProjectInfo())
+        info = self.connection(project_id)
         workdir = str(self.store.version_dir(project_id, version)) if version else None
         started = time.monotonic()
         try:
@@ -348,8 +359,7 @@ class ModelRegistry:
             logger.exception("building %s for project %s failed", self.model_class.__name__, project_id)
             detail = f"{self.model_class.__name__}() raised {type(exc).__name__}: {exc}"
             raise ModelLoadError(detail) from exc
-        served = version or model.get("model_version") or model.INITIAL_MODEL_VERSION
-        model._served_version = served
+        served = model.serve_as(version)
         logger.info(
             "project %s: serving %s version %s (built in %.2f s)",
             project_id,
@@ -358,7 +368,7 @@ class ModelRegistry:
             time.monotonic() - started,
         )
         gate = threading.BoundedSemaphore(self.predict_concurrency) if self.predict_concurrency else None
-        return _Entry(version, config, model, served, gate)
+        return _Entry(version, config, LiveModel(model, gate))
 
     def update_info(self, project_id: str, hostname: Any, access_token: Any, extra_params: Any) -> None:
         """Keep what ``/setup`` sent and hand it to the live model without rebuilding it."""
@@ -367,12 +377,20 @@ class ModelRegistry:
             access_token=access_token if isinstance(access_token, str) and access_token else None,
             extra_params=extra_params if isinstance(extra_params, dict) else {},
         )
-        self.info[project_id] = info
+        self._info[project_id] = info
         entry = self._live.get(project_id)
         if entry is not None:
             entry.model.hostname = info.hostname or entry.model.hostname
             entry.model.access_token = info.access_token
             entry.model.extra_params = info.extra_params
+
+    def connection(self, project_id: str) -> ProjectInfo:
+        """What ``/setup`` last sent for the project in this process (empty when nothing)."""
+        return self._info.get(project_id) or ProjectInfo()
+
+    def access_tokens(self) -> List[str]:
+        """Every token ``/setup`` sent to this process (for redacting logs and error details)."""
+        return [info.access_token for info in list(self._info.values()) if info.access_token]
 
     # ------------------------------------------------------------------ preload
     def start_preload(self) -> threading.Thread:
@@ -381,11 +399,10 @@ class ModelRegistry:
         Projects with a stored labeling config, most recently used first, while fewer than
         ``max_live`` models are live or loading (requests that arrive meanwhile come first).
         """
-        root = str(self.store.root)
-        with _preloaders_lock:
-            previous = _preloaders.get(root)
-            _preloaders[root] = self
-        if previous is not None and previous is not self:
+        # one preloading registry per store in a process: an older one (an app built and then
+        # replaced, as an older ``wsgi.py`` did) stops and drops what it preloaded and nobody used
+        previous = take_preload(str(self.store.root), self)
+        if previous is not None:
             previous._stop_preload()
         thread = threading.Thread(target=self._preload, name="lsml-preload", daemon=True)
         self._preload_thread = thread
@@ -424,7 +441,7 @@ class ModelRegistry:
                     break
                 if pid in self._live or pid in self._building:
                     continue
-                key: Key = (self.store.latest(pid), self.remember_config(pid, None))
+                key: Key = (self.store.latest(pid), self.label_config(pid))
                 self._want(pid, key, preload=True)
                 while pid in self._building and not self._preload_stop.is_set():
                     self._cond.wait(1.0)

@@ -53,7 +53,7 @@ ALLOWED_ENV = {
 def test_only_settings_reads_the_environment():
     offenders = [
         f"{path.name}:{line} in {where}"
-        for path in sorted(PACKAGE.glob("*.py"))
+        for path in sorted(PACKAGE.rglob("*.py"))
         if path.name != "settings.py"
         for where, line in _calls(path, _reads_env)
         if (path.name, where) not in ALLOWED_ENV
@@ -71,7 +71,7 @@ def test_one_atomic_write():
             and (isinstance(node.value, ast.Name) and node.value.id in ("os", "tempfile"))
         )
 
-    users = {path.name for path in PACKAGE.glob("*.py") if _calls(path, renames)}
+    users = {path.name for path in PACKAGE.rglob("*.py") if _calls(path, renames)}
     assert users == {"fileio.py"}
 
 
@@ -414,3 +414,97 @@ def test_settings_defaults_are_env_vars_defaults_by_construction(monkeypatch):
     assert Settings().preload_models is module.parse_bool(module.ENV_VARS["PRELOAD_MODELS"][0])
     assert module.redis_url_from("h") == f"redis://h:{module.ENV_VARS['REDIS_PORT'][0]}/0"
     assert {f.name for f in dataclasses.fields(Settings)} == set(module._fields({}))
+
+
+# training
+def _module(path: Path) -> str:
+    return path.relative_to(PACKAGE).as_posix()
+
+
+def test_status_words_are_spelled_in_the_enum_module_only():
+    """queued, running, ... are RunStatus/Submitted members everywhere but training/status.py."""
+    from label_studio_ml.training import RunStatus, Submitted
+
+    words = {s.value for s in RunStatus} | {s.value for s in Submitted}
+    # "failed" is also a model build state: /health's models.failed (the registry, its schema)
+    build_state = {("registry.py", "state"), ("openapi.py", "<module>")}
+    offenders = [
+        f"{_module(path)}:{line} in {where}"
+        for path in sorted(PACKAGE.rglob("*.py"))
+        if _module(path) != "training/status.py"
+        for word in sorted(words)
+        for where, line in _calls(
+            path, lambda node, w=word: isinstance(node, ast.Constant) and node.value == w
+        )
+        if not (word == RunStatus.FAILED.value and (_module(path), where) in build_state)
+    ]
+    assert offenders == []
+
+
+def test_only_the_run_book_writes_a_run_record():
+    """status.json changes through RunBook.change (a named transition) and nothing else."""
+
+    def writes_status(node) -> bool:
+        return isinstance(node, ast.Attribute) and node.attr in ("change_status", "update_status")
+
+    def names_the_file(node) -> bool:
+        return isinstance(node, ast.Constant) and node.value == "status.json"
+
+    writers = {_module(path) for path in PACKAGE.rglob("*.py") if _calls(path, writes_status)}
+    assert writers == {"training/status.py"}
+    files = {_module(path) for path in PACKAGE.rglob("*.py") if _calls(path, names_the_file)}
+    assert files == {"store.py", "objectstore.py"}
+
+
+def test_one_owner_of_the_model_construction_arguments():
+    """construct() assembles build_model's arguments; the registry and training runs call it."""
+
+    def calls(name):
+        return lambda node: (
+            isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == name
+        )
+
+    builders = {_module(path) for path in PACKAGE.rglob("*.py") if _calls(path, calls("build_model"))}
+    assert builders == {"construct.py"}
+    users = {_module(path) for path in PACKAGE.rglob("*.py") if _calls(path, calls("construct"))}
+    assert users == {"registry.py", "training/run.py"}
+
+
+def test_one_reader_of_a_projects_labeling_config():
+    """A Label Studio project object's label_config (a webhook's, or GET /api/projects/<id>)
+    is read by training.project_label_config only; model.py reads its construction context."""
+
+    def reads(node) -> bool:
+        return (
+            isinstance(node, ast.Call)
+            and isinstance(node.func, ast.Attribute)
+            and node.func.attr == "get"
+            and bool(node.args)
+            and isinstance(node.args[0], ast.Constant)
+            and node.args[0].value == "label_config"
+        )
+
+    readers = {
+        (_module(path), where) for path in sorted(PACKAGE.rglob("*.py")) for where, _ in _calls(path, reads)
+    }
+    assert readers == {("training/base.py", "project_label_config"), ("model.py", "__init__")}
+
+
+def test_nothing_outside_training_looks_inside_a_trainer():
+    """The API and the CLI use the Trainer interface: no trainer class, no isinstance, no .redis."""
+
+    def peeks(node) -> bool:
+        if isinstance(node, (ast.Name, ast.alias)):
+            return (node.id if isinstance(node, ast.Name) else node.name) in ("RQTrainer", "ThreadTrainer")
+        if isinstance(node, ast.Attribute) and node.attr == "redis":
+            owner = node.value
+            return (owner.attr if isinstance(owner, ast.Attribute) else getattr(owner, "id", "")) == "trainer"
+        return False
+
+    offenders = [
+        f"{_module(path)}:{line}"
+        for path in sorted(PACKAGE.rglob("*.py"))
+        if not _module(path).startswith("training/")
+        for _, line in _calls(path, peeks)
+    ]
+    assert offenders == []

@@ -31,7 +31,7 @@ from .registry import ModelRegistry, served_version
 from .response import normalize_predictions
 from .settings import Settings, redis_url_from
 from .store import ModelStore
-from .training import Submitted, Trainer, TrainRequest, make_trainer, webhook_label_config
+from .training import Submitted, Trainer, TrainRequest, make_trainer, project_label_config
 from .versions import bp as versions_bp
 from .versions import listing as versions_listing
 from .web import backend as _backend
@@ -295,7 +295,7 @@ def webhook() -> Response:
         # Label Studio's own webhooks carry no credentials; they may only train known projects.
         raise ApiError(404, "not_found", f"project {pid} is unknown to this backend")
     data = {k: v for k, v in body.items() if k != "action"}
-    return _train(pid, action, data, label_config=webhook_label_config(data))
+    return _train(pid, action, data, label_config=project_label_config(data.get("project")))
 
 
 @bp.post("/train")

@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any, Callable, Dict, Optional
 from ..metrics import Metrics
 from ..settings import Settings
 from ..store import ModelStore
-from .base import Trainer, TrainingError, TrainingUnavailable, TrainRequest, new_job_id, webhook_label_config
+from .base import Trainer, TrainingError, TrainingUnavailable, TrainRequest, new_job_id, project_label_config
 from .proc import process_alive, this_process
 from .run import execute, import_model, interrupt, model_ref
 from .status import InvalidTransition, RunBook, RunRecord, RunStatus, Submitted
@@ -58,7 +58,7 @@ __all__ = [
     "process_alive",
     "run_job",
     "this_process",
-    "webhook_label_config",
+    "project_label_config",
 ]
 
 # the production side, imported on first use (it needs rq and redis)

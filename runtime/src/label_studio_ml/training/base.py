@@ -32,9 +32,9 @@ class TrainRequest:
     extra_params: Dict[str, Any] = dataclasses.field(default_factory=dict)
 
 
-def webhook_label_config(data: Dict[str, Any]) -> Optional[str]:
-    """The labeling config of a webhook's project object (events may carry a bare id instead)."""
-    project = data.get("project")
+def project_label_config(project: Any) -> Optional[str]:
+    """The labeling config of a Label Studio project object: a webhook's ``project`` (events
+    may carry a bare id instead), or Label Studio's answer to ``GET /api/projects/<id>``."""
     config = project.get("label_config") if isinstance(project, dict) else None
     return config if isinstance(config, str) and config else None
 

@@ -21,7 +21,7 @@ from ..metrics import Metrics
 from ..model import accepted_kwargs, fit_style
 from ..settings import Settings
 from ..store import ModelStore
-from .base import TrainingError, TrainRequest, webhook_label_config
+from .base import TrainingError, TrainRequest, project_label_config
 from .proc import process_alive, this_process
 from .status import RunBook, RunRecord, RunStatus, now
 
@@ -203,7 +203,7 @@ class _Run:
     def _label_config(self) -> Optional[str]:
         """The request's config, else the webhook's project's, else the store's, else Label Studio's."""
         request = self.request
-        config = request.label_config or webhook_label_config(request.data)
+        config = request.label_config or project_label_config(request.data.get("project"))
         stored = self.store.label_config(self.pid)
         if config is None and stored is None:
             config = self._fetch_label_config()
@@ -225,8 +225,8 @@ class _Run:
         except LabelStudioError as exc:
             self.config_missing = f"none came with the request, and Label Studio could not be asked: {exc}"
             return None
-        config = project.get("label_config") if isinstance(project, dict) else None
-        if not isinstance(config, str) or not config.strip():
+        config = project_label_config(project)
+        if config is None or not config.strip():
             self.config_missing = "none came with the request, and Label Studio's project has none"
             return None
         logger.info("project %s: fetched the labeling config from Label Studio", self.pid)

@@ -1,17 +1,20 @@
 """A project's training status: one typed record, its states, and the only code that changes it.
 
 The record is the project's ``status.json`` (on every host when the store is a bucket). It moves
-through named transitions, each a method of :class:`RunRecord` that returns the fields it
-changes (or None when the record has moved on to another job: a race, not an error)::
+through named transitions, each a method of :class:`RunRecord` that returns the fields it writes::
 
-    idle ──queue──▶ queued ──start──▶ running ──succeed──▶ succeeded
-      │                │                 └──────fail─────▶ failed
-      └─────start──────┼─────────────────▶ (a run executed without queueing)
-                       └──fail / interrupt─▶ failed (interrupted: its process is gone)
+    transition  from                                  to          raises InvalidTransition
+    ----------  ------------------------------------  ----------  ------------------------
+    wait        any: a job waits (pending_job_id)     (same)      -
+    queue       any: the job replaces the last one    queued      the job was queued before
+    start       any (queued, or run directly)         running     the job succeeded already
+    succeed     running (or failed, interrupted)      succeeded   from queued, succeeded, failed
+    fail        queued, running, failed               failed      from succeeded
+    interrupt   queued, running (process gone)        failed      - (else clears pending only)
 
-A job that waits behind the project's current run is ``pending_job_id`` (:meth:`RunRecord.wait`);
-its ``queue`` makes it the record's job. A transition the machine does not allow raises
-:class:`InvalidTransition` (a bug: a job queued twice, a succeeded job started again, ...).
+A transition returns None, and nothing is written, when the record describes another job than
+the caller's (it ended, or another began: a race, not an error). :class:`InvalidTransition`
+is a bug: no interleaving of runs leads there.
 
 :class:`RunBook` is the one writer: it applies a transition under the store's lock
 (:meth:`~label_studio_ml.store.ModelStore.change_status`). The file keeps the keys it always
@@ -173,10 +176,14 @@ class RunRecord:
             f"cannot {transition} job {job_id}: {why} (the record: {self.status.value} job {self.job_id})"
         )
 
-    def wait(self, job_id: str, queued_at: Optional[float] = None) -> Change:
-        """A new job waits behind the project's current one (its queue comes later)."""
+    def wait(self, job_id: str, queued_at: Optional[float] = None) -> Optional[Change]:
+        """A new job waits behind the project's current one (its queue comes later).
+
+        Nothing when the job is the record's already: a worker took it before the API that
+        enqueued it got here, and a waiting mark would outlive the job.
+        """
         if job_id == self.job_id:
-            raise self._refuse("wait", job_id, "it is the record's job already")
+            return None
         change: Change = {"pending_job_id": job_id}
         if queued_at is not None:
             change["queued_at"] = queued_at

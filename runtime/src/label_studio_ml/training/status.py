@@ -21,7 +21,7 @@ is a bug: no interleaving of runs leads there.
 had, in the order they were first written, and ``GET /training`` answers them as they are
 (:meth:`RunRecord.answer`).
 
-Imports: the standard library only.
+Imports: the standard library, and :mod:`label_studio_ml.exceptions` (standard library only).
 """
 
 from __future__ import annotations
@@ -30,6 +30,8 @@ import dataclasses
 import time
 from enum import Enum
 from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional, Tuple
+
+from ..exceptions import InvalidTransition
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..store import ModelStore
@@ -63,10 +65,6 @@ class Submitted(str, Enum):
 
     def __str__(self) -> str:
         return self.value
-
-
-class InvalidTransition(RuntimeError):
-    """A change of a run record that its state machine does not allow."""
 
 
 def now() -> float:

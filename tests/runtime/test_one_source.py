@@ -53,7 +53,7 @@ ALLOWED_ENV = {
 def test_only_settings_reads_the_environment():
     offenders = [
         f"{path.name}:{line} in {where}"
-        for path in sorted(PACKAGE.glob("*.py"))
+        for path in sorted(PACKAGE.rglob("*.py"))
         if path.name != "settings.py"
         for where, line in _calls(path, _reads_env)
         if (path.name, where) not in ALLOWED_ENV
@@ -71,7 +71,7 @@ def test_one_atomic_write():
             and (isinstance(node.value, ast.Name) and node.value.id in ("os", "tempfile"))
         )
 
-    users = {path.name for path in PACKAGE.glob("*.py") if _calls(path, renames)}
+    users = {path.name for path in PACKAGE.rglob("*.py") if _calls(path, renames)}
     assert users == {"fileio.py"}
 
 
@@ -294,9 +294,11 @@ def test_the_runtime_has_no_import_circle():
         for target in _imports(path):
             # importing a.b.c runs a.b's __init__ too; names that are not modules are attributes
             parts = target.split(".")
-            edges.update(
-                ".".join(parts[:i]) for i in range(2, len(parts) + 1) if ".".join(parts[:i]) in modules
-            )
+            found = [".".join(parts[:i]) for i in range(2, len(parts) + 1) if ".".join(parts[:i]) in modules]
+            # ...unless the importer lies inside a.b: a package is initialised before any module
+            # in it runs (training/__init__ re-exports its modules, which import each other);
+            # importing the package itself (`from . import x`) still counts
+            edges.update(m for m in found if m == found[-1] or not name.startswith(f"{m}."))
         graph[name] = edges - {name}
     assert graph["label_studio_ml.api"] >= {"label_studio_ml.launch", "label_studio_ml.exceptions"}
     assert "label_studio_ml.api" not in graph["label_studio_ml.launch"]
@@ -551,3 +553,139 @@ def test_the_registry_declares_its_public_api():
         name for name, value in vars(ModelRegistry).items() if callable(value) and not name.startswith("_")
     }
     assert declared == public
+
+
+# training
+def _module(path: Path) -> str:
+    return path.relative_to(PACKAGE).as_posix()
+
+
+def test_status_words_are_spelled_in_the_enum_module_only():
+    """queued, running, ... are RunStatus/Submitted members everywhere but training/status.py."""
+    from label_studio_ml.training import RunStatus, Submitted
+
+    words = {s.value for s in RunStatus} | {s.value for s in Submitted}
+    # "failed" is also a model build state: /health's models.failed (the registry, its schema)
+    build_state = {("registry.py", "state"), ("openapi.py", "<module>")}
+    offenders = [
+        f"{_module(path)}:{line} in {where}"
+        for path in sorted(PACKAGE.rglob("*.py"))
+        if _module(path) != "training/status.py"
+        for word in sorted(words)
+        for where, line in _calls(
+            path, lambda node, w=word: isinstance(node, ast.Constant) and node.value == w
+        )
+        if not (word == RunStatus.FAILED.value and (_module(path), where) in build_state)
+    ]
+    assert offenders == []
+
+
+def test_only_the_run_book_writes_a_run_record():
+    """status.json changes through RunBook.change (a named transition) and nothing else."""
+
+    def writes_status(node) -> bool:
+        return isinstance(node, ast.Attribute) and node.attr in ("change_status", "update_status")
+
+    def names_the_file(node) -> bool:
+        return isinstance(node, ast.Constant) and node.value == "status.json"
+
+    writers = {_module(path) for path in PACKAGE.rglob("*.py") if _calls(path, writes_status)}
+    assert writers == {"training/status.py"}
+    files = {_module(path) for path in PACKAGE.rglob("*.py") if _calls(path, names_the_file)}
+    assert files == {"store.py", "objectstore.py"}
+
+
+def test_one_owner_of_the_model_construction_arguments():
+    """construct() assembles build_model's arguments; the registry and training runs call it."""
+
+    def calls(name):
+        return lambda node: (
+            isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == name
+        )
+
+    builders = {_module(path) for path in PACKAGE.rglob("*.py") if _calls(path, calls("build_model"))}
+    assert builders == {"construct.py"}
+    users = {_module(path) for path in PACKAGE.rglob("*.py") if _calls(path, calls("construct"))}
+    assert users == {"registry.py", "training/run.py"}
+
+
+def test_one_reader_of_a_projects_labeling_config():
+    """A Label Studio project object's label_config (a webhook's, or GET /api/projects/<id>)
+    is read by training.project_label_config only; model.py reads its construction context."""
+
+    def reads(node) -> bool:
+        return (
+            isinstance(node, ast.Call)
+            and isinstance(node.func, ast.Attribute)
+            and node.func.attr == "get"
+            and bool(node.args)
+            and isinstance(node.args[0], ast.Constant)
+            and node.args[0].value == "label_config"
+        )
+
+    readers = {
+        (_module(path), where) for path in sorted(PACKAGE.rglob("*.py")) for where, _ in _calls(path, reads)
+    }
+    assert readers == {("training/base.py", "project_label_config"), ("model.py", "__init__")}
+
+
+def test_nothing_outside_training_looks_inside_a_trainer():
+    """The API and the CLI use the Trainer interface: no trainer class, no isinstance, no .redis."""
+
+    def peeks(node) -> bool:
+        if isinstance(node, (ast.Name, ast.alias)):
+            return (node.id if isinstance(node, ast.Name) else node.name) in ("RQTrainer", "ThreadTrainer")
+        if isinstance(node, ast.Attribute) and node.attr == "redis":
+            owner = node.value
+            return (owner.attr if isinstance(owner, ast.Attribute) else getattr(owner, "id", "")) == "trainer"
+        return False
+
+    offenders = [
+        f"{_module(path)}:{line}"
+        for path in sorted(PACKAGE.rglob("*.py"))
+        if not _module(path).startswith("training/")
+        for _, line in _calls(path, peeks)
+    ]
+    assert offenders == []
+
+
+# layers
+ARCHITECTURE = Path(__file__).resolve().parents[2] / "docs" / "architecture.md"
+
+
+def _declared_layers() -> dict:
+    """``{module: layer}`` from the "Import layers" table of docs/architecture.md."""
+    text = ARCHITECTURE.read_text(encoding="utf-8")
+    section = text.split("### Import layers", 1)[1].split("\n### ", 1)[0]
+    layers = {}
+    for row in re.findall(r"^\| (\d+) \| (.+) \|$", section, flags=re.M):
+        for name in re.findall(r"`([\w.]+)`", row[1]):
+            layers[name] = int(row[0])
+    return layers
+
+
+def _top(module: str) -> str:
+    """``label_studio_ml.training.run`` -> ``training``; the package root -> ``""``."""
+    parts = module.split(".")[1:]
+    return parts[0] if parts else ""
+
+
+def test_the_import_layers_in_architecture_md():
+    """Every runtime module is in the table, and imports only from lower layers (a package's
+    modules import each other freely; the root's ``__version__`` and lazy exports aside)."""
+    layers = _declared_layers()
+    modules = {_module_name(path): path for path in RUNTIME_MODULES}
+    assert {_top(m) for m in modules} - {""} == set(layers), "docs/architecture.md lists other modules"
+    assert layers["exceptions"] == 0 and layers["api"] > layers["training"] > layers["model"]
+    wrong = []
+    for name, path in sorted(modules.items()):
+        own = _top(name)
+        if not own:
+            continue
+        for target in sorted(_imports(path)):
+            other = _top(target)
+            if other in ("", own) or other not in layers:  # the root; the same module or package
+                continue
+            if layers[other] >= layers[own]:
+                wrong.append(f"{name} (layer {layers[own]}) imports {target} (layer {layers[other]})")
+    assert wrong == []

@@ -191,19 +191,30 @@ def test_pinning_a_version_the_project_lacks_is_an_error(store, version):
 
 
 # ------------------------------------------------------------------ training status
+# (training.status.RunBook is change_status's one caller: these test the store's part, the
+# read-modify-write under the project's lock, with plain changes)
+def _merge(**fields):
+    return lambda current: fields
+
+
+def _only_for(job_id, **fields):
+    """A change that applies while the status still describes ``job_id`` (the old only_if)."""
+    return lambda current: fields if current.get("job_id") == job_id else None
+
+
 def test_status_read_and_merge(store):
     assert store.status("p") == {}
-    store.update_status("p", job_id="j1", status="queued")
-    assert store.update_status("p", status="running") == {"job_id": "j1", "status": "running"}
+    store.change_status("p", _merge(job_id="j1", status="queued"))
+    assert store.change_status("p", _merge(status="running")) == {"job_id": "j1", "status": "running"}
     assert store.status("p") == {"job_id": "j1", "status": "running"}
     assert ModelStore(store.root).status("p")["status"] == "running", "on disk, for every process"
 
 
-def test_status_only_if_guards_another_runs_status(store):
-    store.update_status("p", job_id="j2", status="running")
-    unchanged = store.update_status("p", only_if={"job_id": "j1"}, status="failed")
+def test_status_change_guards_another_runs_status(store):
+    store.change_status("p", _merge(job_id="j2", status="running"))
+    unchanged = store.change_status("p", _only_for("j1", status="failed"))
     assert unchanged["status"] == "running" and store.status("p")["status"] == "running"
-    store.update_status("p", only_if={"job_id": "j2"}, status="completed")
+    store.change_status("p", _only_for("j2", status="completed"))
     assert store.status("p")["status"] == "completed"
 
 
@@ -211,14 +222,14 @@ def test_an_unreadable_status_reads_as_none(store):
     store.ensure_project("p")
     (store.project_dir("p") / "status.json").write_text("{half")
     assert store.status("p") == {}
-    store.update_status("p", status="queued")
+    store.change_status("p", _merge(status="queued"))
     assert store.status("p") == {"status": "queued"}
 
 
 def test_concurrent_status_updates_lose_nothing(store):
     def update(i: int) -> None:
         for j in range(10):
-            store.update_status("p", **{f"k{i}_{j}": j})
+            store.change_status("p", _merge(**{f"k{i}_{j}": j}))
 
     threads = [threading.Thread(target=update, args=(i,)) for i in range(4)]
     for thread in threads:

@@ -20,7 +20,7 @@ from flask import Blueprint, Flask, Response, request
 from werkzeug.exceptions import HTTPException
 
 from . import __version__
-from .checks import check_model_dir, rq_workers, worker_warning
+from .checks import check_model_dir
 from .exceptions import ApiError, LabelConfigError, ModelLoadError, ModelLoading, PredictionError, http_answer
 from .gate import Gate
 from .label_config import parse_config, parse_xml
@@ -34,7 +34,7 @@ from .registry import LiveModel, ModelRegistry, served_version
 from .response import normalize_predictions
 from .settings import Settings, redis_url_from
 from .store import ModelStore
-from .training import RQTrainer, ThreadTrainer, Trainer, TrainRequest
+from .training import Submitted, Trainer, TrainRequest, make_trainer, project_label_config
 from .versions import bp as versions_bp
 from .versions import listing as versions_listing
 from .web import backend as _backend
@@ -88,14 +88,11 @@ class Backend:
             slot_wait=settings.model_load_timeout,
         )
         self.metrics = Metrics(settings.metrics_dir)
-        self.trainer: Trainer
-        if settings.production:
-            self.trainer = RQTrainer(model_class, self.store, settings, model_kwargs)
-        else:  # runs finish in this process: the registry hears of new versions, metrics count them
-            self.trainer = ThreadTrainer(
-                model_class, self.store, settings, model_kwargs,
-                on_commit=self.registry.invalidate, metrics=self.metrics,
-            )  # fmt: skip
+        # development mode: runs finish in this process, the registry hears of new versions
+        self.trainer: Trainer = make_trainer(
+            model_class, self.store, settings, model_kwargs,
+            on_commit=self.registry.invalidate, metrics=self.metrics,
+        )  # fmt: skip
         self.passes_context = predict_takes_context(model_class)
         self.warned_version = False
 
@@ -181,22 +178,8 @@ def health() -> Response:
     }
     if backend.settings.model_store:
         body["store"] = backend.settings.model_store  # the URL only: credentials never leave boto3
-    if isinstance(backend.trainer, RQTrainer):
-        body["workers"] = rq_workers(backend.trainer.redis, backend.settings.rq_queue_name)
-        warning = _worker_warning(backend, body["workers"])
-        if warning:
-            body["warning"] = warning
+    body.update(backend.trainer.health())  # production: the queue's workers, and a warning
     return _json(body)
-
-
-def _worker_warning(backend: Backend, count: Optional[int] = -1) -> Optional[str]:
-    """Production mode: why queued training would never run (no worker, no Redis), else None."""
-    if not isinstance(backend.trainer, RQTrainer):
-        return None
-    settings = backend.settings
-    return worker_warning(
-        backend.trainer.redis, settings.rq_queue_name, settings.redis_url or "", count, settings.redis_from
-    )
 
 
 @bp.post("/setup")
@@ -290,8 +273,10 @@ def _train(
         extra_params=info.extra_params,
     )
     status, job_id = backend.trainer.submit(req)  # TrainingUnavailable: a 503 (exceptions.HTTP_ANSWERS)
-    backend.metrics.training_requested(status)
-    return _json({"status": status, "job_id": job_id, "project": pid}, 201 if status == "queued" else 200)
+    backend.metrics.training_requested(status.value)
+    return _json(
+        {"status": status.value, "job_id": job_id, "project": pid}, 201 if status is Submitted.QUEUED else 200
+    )
 
 
 @bp.post("/webhook")
@@ -308,9 +293,7 @@ def webhook() -> Response:
         # Label Studio's own webhooks carry no credentials; they may only train known projects.
         raise ApiError(404, "not_found", f"project {pid} is unknown to this backend")
     data = {k: v for k, v in body.items() if k != "action"}
-    project = data.get("project")
-    config = project.get("label_config") if isinstance(project, dict) else None
-    return _train(pid, action, data, label_config=config if isinstance(config, str) else None)
+    return _train(pid, action, data, label_config=project_label_config(data.get("project")))
 
 
 @bp.post("/train")
@@ -337,43 +320,24 @@ def versions() -> Response:
     return _json(versions_listing(backend.store, projects, backend.model_class))
 
 
-def _status(pid: str) -> Dict[str, Any]:
-    backend = _backend()
-    status = dict(backend.store.status(pid))
-    status.setdefault("status", "idle")
-    status = dict(backend.trainer.reconcile(pid, status))  # a run whose process is gone: interrupted
-    if status.get("pending_job_id") and status["status"] not in ("running", "queued"):
-        status["status"] = "queued"
-    if status["status"] == "queued":
-        warning = _worker_warning(backend)
-        if warning:
-            status["warning"] = warning
-    status["project"] = pid
-    status["served_version"] = backend.store.latest(pid)
-    status["versions"] = backend.store.versions(pid)
-    return status
-
-
 @bp.get("/training")
 def training() -> Response:
     backend = _backend()
+    trainer = backend.trainer
     raw = request.args.get("project")
     if raw:
-        return _json(_status(project_id_of(raw)))
-    return _json(
-        {"mode": backend.trainer.mode, "projects": {pid: _status(pid) for pid in backend.store.projects()}}
-    )
+        return _json(trainer.report(project_id_of(raw)))
+    projects = {pid: trainer.report(pid) for pid in backend.store.projects()}
+    return _json({"mode": trainer.mode, "projects": projects})
 
 
 @bp.get("/is_training")
 def is_training() -> Response:
-    status = _status(project_id_of(request.args.get("project")))
+    backend = _backend()
+    pid = project_id_of(request.args.get("project"))
+    record = backend.trainer.status(pid)  # a run whose process is gone: interrupted
     return _json(
-        {
-            "is_training": status["status"] in ("queued", "running"),
-            "model_version": status["served_version"],
-            "job_id": status.get("job_id"),
-        }
+        {"is_training": record.busy, "model_version": backend.store.latest(pid), "job_id": record.job_id}
     )
 
 

@@ -152,12 +152,7 @@ def cmd_start(args: argparse.Namespace) -> int:
     )
     print(f"Serving {directory.name} on http://{args.host}:{args.port} in {mode} mode", flush=True)
     if settings.production:
-        from .checks import worker_warning
-
-        trainer = app.extensions["lsml"].trainer
-        warning = worker_warning(
-            trainer.redis, settings.rq_queue_name, settings.redis_url or "", redis_from=settings.redis_from
-        )
+        warning = app.extensions["lsml"].trainer.warning()
         if warning:
             print(f"WARNING: {settings.redis_from} is set; {warning}.", file=sys.stderr, flush=True)
     app.run(host=args.host, port=args.port, debug=args.debug, threaded=True, use_reloader=False)

@@ -29,6 +29,7 @@ __all__ = [
     "ModelLoading",
     "TrainingUnavailable",
     "TrainingError",
+    "InvalidTransition",
     "HttpAnswer",
     "HTTP_ANSWERS",
     "http_answer",
@@ -109,6 +110,10 @@ class TrainingUnavailable(LabelStudioMLError, RuntimeError):
 
 class TrainingError(LabelStudioMLError, RuntimeError):
     """A training run cannot start (nothing to train on, no fit, ...)."""
+
+
+class InvalidTransition(LabelStudioMLError, RuntimeError):
+    """A change of a run record that its state machine does not allow (a bug: no HTTP answer)."""
 
 
 # ------------------------------------------------------------------ error -> HTTP answer

@@ -538,18 +538,10 @@ class RemoteStore(ModelStore):
             return super().status(project_id)  # this host's copy
         return _parse(raw) if raw else {}
 
-    def update_status(
-        self, project_id: str, *, only_if: Optional[Dict[str, Any]] = None, **fields: Any
-    ) -> Dict[str, Any]:
-        with self._locked(project_id):
-            data = self.status(project_id)
-            if only_if and any(data.get(key) != value for key, value in only_if.items()):
-                return data
-            data.update(fields)
-            raw = json.dumps(data, indent=2, default=str)
-            self.bucket.put(self._key(project_id, "status.json"), raw.encode())
-            self.write_json(project_id, "status.json", data)
-            return data
+    def _write_status(self, project_id: str, data: Dict[str, Any]) -> None:
+        raw = json.dumps(data, indent=2, default=str)
+        self.bucket.put(self._key(project_id, "status.json"), raw.encode())
+        self.write_json(project_id, "status.json", data)
 
 
 def _parse(raw: Optional[bytes]) -> Dict[str, Any]:

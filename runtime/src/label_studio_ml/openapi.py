@@ -13,6 +13,7 @@ from typing import Any, Dict, List, Optional
 
 from . import __version__
 from .store import LS_PROJECT_RE
+from .training.status import RunStatus, Submitted
 
 JSON = "application/json"
 _STR = {"type": "string"}
@@ -201,7 +202,7 @@ _SCHEMAS: Dict[str, Any] = {
     "TrainAnswer": {
         "type": "object",
         "properties": {
-            "status": {"enum": ["queued", "coalesced"]},
+            "status": {"enum": [s.value for s in Submitted]},
             "job_id": {"type": "string"},
             "project": {"type": "string"},
         },
@@ -260,7 +261,7 @@ _SCHEMAS: Dict[str, Any] = {
         "description": "The last training job of a project (status.json) and the served version.",
         "properties": {
             "project": {"type": "string"},
-            "status": {"enum": ["idle", "queued", "running", "succeeded", "failed"]},
+            "status": {"enum": [s.value for s in RunStatus]},
             "job_id": _NULLABLE_STR,
             "error": _NULLABLE_STR,
             "served_version": _NULLABLE_STR,

@@ -25,8 +25,9 @@ from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional, Set, Tuple
 
+from .construct import construct
 from .exceptions import ModelLoadError, ModelLoading
-from .model import LabelStudioMLBase, build_model, version_served
+from .model import LabelStudioMLBase, version_served
 from .process import responsive, take_preload
 from .settings import Settings
 from .store import ModelStore, version_number
@@ -338,22 +339,19 @@ class ModelRegistry:
     def _construct(self, project_id: str, key: Key) -> _Entry:
         version, config = key
         info = self.connection(project_id)
-        workdir = str(self.store.version_dir(project_id, version)) if version else None
         started = time.monotonic()
         try:
-            train_output = self.store.train_output(project_id, version)
-            model = build_model(
+            model = construct(
                 self.model_class,
-                project_id=project_id,
+                self.store,
+                project_id,
+                version,
                 label_config=config,
-                train_output=train_output,
-                model_dir=str(self.store.ensure_project(project_id)),
-                workdir=workdir,
                 hostname=info.hostname,
                 access_token=info.access_token,
                 extra_params=info.extra_params,
                 settings=self.settings,
-                **self.model_kwargs,
+                model_kwargs=self.model_kwargs,
             )
         except Exception as exc:
             logger.exception("building %s for project %s failed", self.model_class.__name__, project_id)

@@ -31,7 +31,7 @@ import re
 import shutil
 import time
 from pathlib import Path
-from typing import Any, Dict, Iterator, List, Optional, Tuple
+from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple
 
 from .exceptions import StoreError, StoreUnavailable  # noqa: F401  StoreUnavailable: importable from here too
 from .fileio import write_atomic
@@ -273,22 +273,26 @@ class ModelStore:
     def status(self, project_id: str) -> Dict[str, Any]:
         return self.read_json(project_id, "status.json")
 
-    def update_status(
-        self, project_id: str, *, only_if: Optional[Dict[str, Any]] = None, **fields: Any
+    def change_status(
+        self, project_id: str, change: Callable[[Dict[str, Any]], Optional[Dict[str, Any]]]
     ) -> Dict[str, Any]:
-        """Merge ``fields`` into the project's training status.
+        """Merge the fields ``change(status)`` returns into the project's training status, under
+        the project's lock; returns the new status (unchanged when ``change`` returned None).
 
-        With ``only_if``, only while the status still holds those values (``{"job_id": ...}``:
-        a run that lost its project to another must not overwrite the other's status); else the
-        status is returned unchanged.
+        Only :class:`label_studio_ml.training.status.RunBook` calls it: ``change`` is one of the
+        run record's transitions.
         """
         with self._locked(project_id):
             data = self.status(project_id)
-            if only_if and any(data.get(key) != value for key, value in only_if.items()):
+            fields = change(dict(data))
+            if fields is None:
                 return data
             data.update(fields)
-            self.write_json(project_id, "status.json", data)
+            self._write_status(project_id, data)
             return data
+
+    def _write_status(self, project_id: str, data: Dict[str, Any]) -> None:
+        self.write_json(project_id, "status.json", data)
 
     def save_label_config(self, project_id: str, config: str) -> None:
         path = self.ensure_project(project_id) / "label_config.xml"

@@ -2,6 +2,7 @@
 
 import ast
 import json
+import sys
 import types
 from pathlib import Path
 
@@ -12,10 +13,12 @@ from cookiecutter.environment import StrictEnvironment
 def load_hook(template_dir, name, **answers):
     context = json.loads((template_dir / "cookiecutter.json").read_text())
     context = {k: (v[0] if isinstance(v, list) else v) for k, v in context.items()}
+    context["_repo_dir"] = str(template_dir)  # as cookiecutter gives it: the hooks import lsml_hooklib
     context.update(answers)
     env = StrictEnvironment(context={"cookiecutter": context}, keep_trailing_newline=True)
     source = env.from_string((template_dir / "hooks" / f"{name}.py").read_text())
     module = types.ModuleType(name)
+    sys.modules[name] = module  # as an import would (dataclasses look their module up there)
     exec(compile(source.render(cookiecutter=context), name, "exec"), module.__dict__)
     return module
 

@@ -7,28 +7,25 @@ Reads (and deletes) ``.lsml-pregen.json``, written by pre_gen_project.py.
 
 from __future__ import annotations
 
-import base64
-import contextlib
 import hashlib
 import json
 import os
 import re
 import shutil
 import sys
-import tempfile
-import zipfile
-from email.parser import Parser
 from pathlib import Path
 
 CONTEXT = json.loads(r"""{{ cookiecutter | tojson }}""")
 
-HANDOFF = Path(".lsml-pregen.json")
+# hooks/lsml_hooklib.py, shared with pre_gen: cookiecutter names the template's directory
+# (_repo_dir); cruft does not, but runs the hook from there (its parent's working directory).
+TEMPLATE_DIR = CONTEXT.get("_repo_dir") or os.path.realpath(f"/proc/{os.getppid()}/cwd")
+sys.path.insert(0, os.path.join(TEMPLATE_DIR, "hooks"))
+sys.dont_write_bytecode = True  # no __pycache__ in the template
+from lsml_hooklib import PROVIDED, RUNTIME_PACKAGES, Bundle, Handoff, HookError  # noqa: E402, F401
+
 EXAMPLE = Path("example_model.py")
 MODEL = Path("model.py")
-# Lines of a script's own requirements.txt that this template already provides.
-PROVIDED = re.compile(
-    r"^\s*(label[-_.]studio[-_.]ml|lsml[-_.]runtime|uwsgi|supervisor)\s*([<>=!~;\[@]|$)", re.I
-)
 
 
 def remove(path: Path) -> None:
@@ -39,35 +36,33 @@ def remove(path: Path) -> None:
         path.unlink(missing_ok=True)
 
 
-def read_handoff() -> dict:
-    if HANDOFF.is_file():
-        data = json.loads(HANDOFF.read_text(encoding="utf-8"))
-        remove(HANDOFF)
-        return data
+def read_handoff() -> Handoff:
+    handoff = Handoff.take()
+    if handoff is not None:
+        return handoff
     # post_gen run on its own: keep whatever model.py is there.
-    return {"script": "", "keep_model": MODEL.is_file(), "model_class": ""}
+    kept = MODEL.is_file()
+    return Handoff(keep_model=kept, uses_example=not kept)
 
 
-def install_model(handoff: dict) -> str:
+def install_model(handoff: Handoff) -> str:
     """Put the model in place as model.py; returns where it came from."""
-    script = handoff.get("script") or ""
-    if script and not handoff.get("keep_model"):
-        source = Path(script)
-        if not (MODEL.exists() and MODEL.samefile(source)):
-            shutil.copyfile(source, MODEL)
-        remove(EXAMPLE)
-        return str(source)
-    if handoff.get("keep_model") and MODEL.is_file():
-        remove(EXAMPLE)
+    if handoff.uses_example:
+        EXAMPLE.replace(MODEL)
+        return "the built-in example"
+    remove(EXAMPLE)
+    if handoff.keep_model:
         return "the existing model.py"
-    EXAMPLE.replace(MODEL)
-    return "the built-in example"
+    source = Path(handoff.script)
+    if not (MODEL.exists() and MODEL.samefile(source)):
+        shutil.copyfile(source, MODEL)
+    return str(source)
 
 
-def merge_requirements(handoff: dict) -> list[str]:
+def merge_requirements(handoff: Handoff) -> list[str]:
     """Append the script's sibling requirements.txt to ours (once; dependencies we pin win)."""
-    source = handoff.get("requirements") or ""
-    if not source or handoff.get("keep_model"):
+    source = handoff.requirements
+    if not source or handoff.keep_model:
         return []
     ours = Path("requirements.txt")
     lines = ours.read_text(encoding="utf-8").splitlines()
@@ -90,10 +85,10 @@ def merge_requirements(handoff: dict) -> list[str]:
 SDK_LINE = re.compile(r"^\s*label[-_.]studio[-_.]sdk\s*([<>=!~;\[@]|$)", re.I)
 
 
-def add_sdk_requirement(handoff: dict) -> str:
+def add_sdk_requirement(handoff: Handoff) -> str:
     """A script that uses label_studio_sdk gets the pinned SDK range (unless it pins its own)."""
-    requirement = handoff.get("sdk_requirement") or ""
-    if not handoff.get("needs_sdk") or not requirement:
+    requirement = handoff.sdk_requirement
+    if not handoff.needs_sdk or not requirement:
         return ""
     ours = Path("requirements.txt")
     lines = ours.read_text(encoding="utf-8").splitlines()
@@ -110,11 +105,11 @@ def normalized(name: str) -> str:
     return re.sub(r"[-_.]+", "-", name).lower()
 
 
-def undeclared_imports(handoff: dict) -> list[str]:
+def undeclared_imports(handoff: Handoff) -> list[str]:
     """The script's third-party imports whose distribution requirements.txt does not name,
     as ``"sklearn (scikit-learn)"`` or ``"numpy"``."""
-    imports = handoff.get("imports") or {}
-    if not imports or handoff.get("keep_model"):
+    imports = handoff.imports
+    if not imports or handoff.keep_model:
         return []
     listed = {
         normalized(match.group(1))
@@ -144,216 +139,46 @@ def wire_class(model_class: str) -> None:
         readme.write_text(text, encoding="utf-8")
 
 
-def write_label_config(handoff: dict) -> bool:
+def write_label_config(handoff: Handoff) -> bool:
     """Use the script's own labeling config for the tests, when it carries one."""
-    config = handoff.get("label_config")
+    config = handoff.label_config
     if config:
         Path("tests", "label_config.xml").write_text(config, encoding="utf-8")
     return bool(config)
 
 
 # ------------------------------------------------------------------ the runtime, vendored
-# requirements.txt installs the runtime that generated this repo from vendor/, as a wheel this
-# hook builds (reproducibly: same runtime, same bytes), so nothing but PyPI is needed to install.
+# requirements.txt installs the runtime from the wheel in vendor/: the one the template carries
+# (scripts/build_runtime_wheel.py), or the one label-studio-ml init put in the template it bakes
+# (a wheel of the runtime it runs from). This hook only names it, so nothing but PyPI is needed.
 VENDOR = Path("vendor")
 DIST = "lsml-runtime"
-ZIP_DATE = (1980, 1, 1, 0, 0, 0)
-SKIPPED_INFO = {"RECORD", "INSTALLER", "REQUESTED", "direct_url.json"}
-# The runtime wheel bundles the template for label-studio-ml init; a backend does not need it,
-# and leaving it out means a template change alone never changes vendor/.
-BUNDLED_TEMPLATE = "label_studio_ml/template/"
+WHEELS = "lsml_runtime-*-py3-none-any.whl"
 
 
-class HookError(Exception):
-    """One user-facing line."""
-
-
-def find_runtime() -> tuple[str, Path] | None:
-    """Where the runtime that generates this repo lives: ("source", <project dir with
-    pyproject.toml>) or ("installed", <its .dist-info dir>); None when nowhere."""
-    # 1. the template's own checkout or clone: <template repo>/runtime (cookiecutter, cruft)
-    for repo in template_dirs():
-        project = repo / "runtime"
-        if (project / "pyproject.toml").is_file() and (repo / "cookiecutter.json").is_file():
-            return "source", project
-    # 2. label-studio-ml init says where its package lives; 3. the hook's own interpreter
-    places = [os.environ["LSML_RUNTIME_SRC"]] if os.environ.get("LSML_RUNTIME_SRC") else []
-    places += [p for p in sys.path if p and Path(p).is_dir()]
-    for place in places:
-        found = installed_runtime(Path(place))
-        if found:
-            return found
-    return None
-
-
-def template_dirs() -> list[Path]:
-    """Where the template being rendered may be, the surest first."""
-    found = []
-    # cookiecutter (and cruft, which renders a clone at the commit it diffs) runs hooks from the
-    # template directory, with the project as the hook's cwd: the parent's cwd is the template
-    proc = Path(f"/proc/{os.getppid()}/cwd")
-    with contextlib.suppress(OSError):
-        found.append(proc.resolve(strict=True))
-    template = str(CONTEXT.get("_template") or "")
-    for repo in (CONTEXT.get("_repo_dir"), template):
-        if repo and "://" not in str(repo) and not str(repo).startswith("git@"):
-            found.append(Path(str(repo)).expanduser().resolve())
-    if template:  # a URL cookiecutter cloned into its cookiecutters_dir
-        try:
-            from cookiecutter.config import get_user_config
-
-            clones = Path(get_user_config()["cookiecutters_dir"]).expanduser()
-            name = template.rstrip("/").rsplit("/", 1)[-1].rsplit(":", 1)[-1]
-            found.append(clones / (name[:-4] if name.endswith(".git") else name))
-        except Exception:  # noqa: BLE001 - no cookiecutter config: nothing to add
-            pass
-    return found
-
-
-def installed_runtime(place: Path) -> tuple[str, Path] | None:
-    if (place.parent / "pyproject.toml").is_file() and (place / "label_studio_ml").is_dir():
-        return "source", place.parent  # a source tree (<project>/src), e.g. an editable install
-    for info in sorted(place.glob("lsml_runtime-*.dist-info")):
-        direct = info / "direct_url.json"
-        if direct.is_file():
-            url = json.loads(direct.read_text(encoding="utf-8"))
-            if url.get("dir_info", {}).get("editable") and url["url"].startswith("file://"):
-                project = Path(url["url"][len("file://") :])
-                if (project / "pyproject.toml").is_file():
-                    return "source", project
-                continue
-        if (info / "RECORD").is_file():
-            return "installed", info
-    return None
-
-
-def load_toml(path: Path) -> dict:
-    try:
-        import tomllib  # Python 3.11+
-    except ImportError:  # pragma: no cover - older interpreters: pip's own copy of tomli
-        from pip._vendor import tomli as tomllib
-    return tomllib.loads(path.read_text(encoding="utf-8"))
-
-
-def source_files(project: Path) -> tuple[dict, dict[str, bytes]]:
-    """(metadata headers, {archive name: bytes}) of a runtime source tree, the way its
-    pyproject.toml tells hatchling to build the wheel (packages + force-include)."""
-    meta = load_toml(project / "pyproject.toml")
-    info = meta["project"]
-    wheel = meta["tool"]["hatch"]["build"]["targets"]["wheel"]
-    files: dict[str, bytes] = {}
-
-    def add_tree(source: Path, arc: str) -> None:
-        if source.is_file():
-            files[arc] = source.read_bytes()
-            return
-        for path in sorted(source.rglob("*")):
-            rel = path.relative_to(source)
-            if path.is_file() and "__pycache__" not in rel.parts and path.suffix != ".pyc":
-                files[f"{arc}/{rel.as_posix()}"] = path.read_bytes()
-
-    for package in wheel["packages"]:
-        add_tree(project / package, Path(package).name)
-    for source, arc in wheel.get("force-include", {}).items():
-        add_tree((project / source).resolve(), arc)
-    lines = [
-        "Metadata-Version: 2.1",
-        f"Name: {info['name']}",
-        f"Version: {info['version']}",
-        f"Summary: {info.get('description', '')}",
-        f"License: {info.get('license', '')}",
-        f"Requires-Python: {info.get('requires-python', '')}",
-    ]
-    lines += [f"Requires-Dist: {dep}" for dep in info.get("dependencies", [])]
-    for extra, deps in info.get("optional-dependencies", {}).items():
-        lines.append(f"Provides-Extra: {extra}")
-        for dep in deps:
-            spec, _, marker = dep.partition(";")
-            marker = f"({marker.strip()}) and " if marker.strip() else ""
-            lines.append(f'Requires-Dist: {spec.strip()}; {marker}extra == "{extra}"')
-    readme = project / str(info.get("readme", "README.md"))
-    body = readme.read_text(encoding="utf-8") if readme.is_file() else ""
-    lines.append("Description-Content-Type: text/markdown")
-    distinfo = f"{wheel_stem(info['name'], info['version'])}.dist-info"
-    files[f"{distinfo}/METADATA"] = ("\n".join(lines) + "\n\n" + body).encode()
-    scripts = info.get("scripts", {})
-    if scripts:
-        entries = "".join(f"{name} = {target}\n" for name, target in scripts.items())
-        files[f"{distinfo}/entry_points.txt"] = f"[console_scripts]\n{entries}".encode()
-    files[f"{distinfo}/WHEEL"] = (
-        b"Wheel-Version: 1.0\nGenerator: lsml-template post_gen_project\n"
-        b"Root-Is-Purelib: true\nTag: py3-none-any\n"
-    )
-    return {"name": info["name"], "version": info["version"]}, files
-
-
-def installed_files(info: Path) -> tuple[dict, dict[str, bytes]]:
-    """The same from an installed (non-editable) runtime: the files its RECORD lists."""
-    site = info.parent
-    headers = Parser().parsestr((info / "METADATA").read_text(encoding="utf-8"), headersonly=True)
-    files: dict[str, bytes] = {}
-    for line in (info / "RECORD").read_text(encoding="utf-8").splitlines():
-        name = line.rsplit(",", 2)[0]
-        parts = Path(name).parts
-        if not name or ".." in parts or "__pycache__" in parts or name.endswith(".pyc"):
-            continue  # console scripts (../../bin) and byte-code are made by pip on install
-        if parts[0] == info.name and parts[-1] in SKIPPED_INFO:
-            continue
-        files[name] = (site / name).read_bytes()
-    return {"name": headers["Name"], "version": headers["Version"]}, files
-
-
-def wheel_stem(name: str, version: str) -> str:
-    return f"{re.sub(r'[-_.]+', '_', name).lower()}-{version}"
-
-
-def build_wheel(meta: dict, files: dict[str, bytes], out_dir: Path) -> Path:
-    """A reproducible py3-none-any wheel: sorted entries, fixed dates, a fresh RECORD."""
-    stem = wheel_stem(meta["name"], meta["version"])
-    distinfo = f"{stem}.dist-info"
-    files = {arc: data for arc, data in files.items() if not arc.startswith(BUNDLED_TEMPLATE)}
-    record = []
-    for arc in sorted(files):
-        digest = base64.urlsafe_b64encode(hashlib.sha256(files[arc]).digest()).rstrip(b"=")
-        record.append(f"{arc},sha256={digest.decode()},{len(files[arc])}")
-    record.append(f"{distinfo}/RECORD,,")
-    entries = {**files, f"{distinfo}/RECORD": ("\n".join(record) + "\n").encode()}
-    out_dir.mkdir(parents=True, exist_ok=True)
-    target = out_dir / f"{stem}-py3-none-any.whl"
-    with (
-        tempfile.NamedTemporaryFile(dir=out_dir, suffix=".tmp", delete=False) as tmp,
-        zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED) as wheel,
-    ):
-        # dist-info last, as the wheel spec recommends
-        for arc in sorted(entries, key=lambda a: (a.startswith(distinfo), a)):
-            item = zipfile.ZipInfo(arc, ZIP_DATE)
-            item.external_attr = 0o644 << 16
-            item.compress_type = zipfile.ZIP_DEFLATED
-            wheel.writestr(item, entries[arc])
-    os.replace(tmp.name, target)
-    return target
+def vendored_wheel() -> Path:
+    """The wheel the template brought; an older one a re-run left beside it goes."""
+    wheels = sorted(VENDOR.glob(WHEELS), key=lambda p: p.stat().st_mtime_ns)
+    if not wheels:
+        raise HookError(
+            f"cannot find the {DIST} runtime to put in vendor/: the template's vendor/ holds no "
+            f"{WHEELS}. Run `python scripts/build_runtime_wheel.py` in the lsml-template checkout, "
+            'use label-studio-ml init, or pass _runtime_requirement="<a pip requirement for lsml-runtime>"'
+        )
+    for old in wheels[:-1]:
+        old.unlink()
+    return wheels[-1]
 
 
 def vendor_runtime() -> str:
-    """Line 1 of requirements.txt: the _runtime_requirement answer, else the vendored wheel."""
+    """Line 1 of requirements.txt: the _runtime_requirement answer (no wheel), else the wheel."""
     requirements = Path("requirements.txt")
     lines = requirements.read_text(encoding="utf-8").splitlines()
     if str(CONTEXT.get("_runtime_requirement") or "").strip():
+        for wheel in VENDOR.glob(WHEELS):
+            wheel.unlink()
         return lines[0]
-    found = find_runtime()
-    if found is None:
-        raise HookError(
-            f"cannot find the {DIST} runtime to put in vendor/: this template's checkout has no "
-            "runtime/ directory and this Python has no lsml-runtime installed. Run cookiecutter "
-            "on a full checkout of lsml-template, use label-studio-ml init, or pass "
-            '_runtime_requirement="<a pip requirement for lsml-runtime>"'
-        )
-    kind, where = found
-    meta, files = source_files(where) if kind == "source" else installed_files(where)
-    for old in VENDOR.glob("*.whl"):
-        old.unlink()
-    wheel = build_wheel(meta, files, VENDOR)
-    lines[0] = f"./{VENDOR.as_posix()}/{wheel.name}"
+    lines[0] = f"./{VENDOR.as_posix()}/{vendored_wheel().name}"
     requirements.write_text("\n".join(lines) + "\n", encoding="utf-8")
     return lines[0]
 
@@ -450,7 +275,7 @@ MODEL_TESTS = Path("tests", "model_tests")
 REPLACED_REQUIREMENT = re.compile(r"^\s*gunicorn\s*([<>=!~;\[@]|$)", re.I)
 # What the runtime itself installs, at the versions it needs: a model folder's pins of these
 # (often years old) would make pip's resolution fail, so they are left out, and said so.
-RUNTIME_PINNED = {"flask", "werkzeug", "rq", "redis", "orjson", "prometheus-client", "gunicorn"}
+RUNTIME_PINNED = {*RUNTIME_PACKAGES, "gunicorn"}
 INCLUDE_LINE = re.compile(r"^\s*-[rc]\s|^\s*--(requirement|constraint)[\s=]")
 ALIAS_SHIM = '''"""`import {alias}` is `import model`: the bake installed {alias}.py as model.py.
 
@@ -503,62 +328,82 @@ def include_exists(line: str) -> bool:
     return Path(name).is_file()
 
 
-def install_bundle(handoff: dict) -> list[str]:
+def install_bundle(handoff: Handoff) -> list[str]:
     """Bring the model's neighbours; returns lines to print. Without a bundle (a single script,
     the example, a re-run) only drops the _wsgi.py shim nothing asked for."""
-    bundle = handoff.get("bundle") or {}
-    if not bundle or handoff.get("keep_model"):
-        if not (handoff.get("keep_model") and MODEL_TESTS.is_dir()):  # a re-run keeps its shim
-            remove(WSGI_SHIM)
-        if handoff.get("keep_model"):  # a re-run: what an earlier bake brought stays the user's
-            exclude_from_ruff(brought_earlier())
+    bundle = handoff.bundle
+    if bundle is None or handoff.keep_model:
+        keep_earlier_bundle(handoff.keep_model)
         return []
-    root = Path(bundle["root"])
-    notes = []
+    root = Path(bundle.root)
+    brought = copy_bundle(root, bundle)
+    notes = (
+        [f"{bundle.alias}.py imports model.py under its old name ({bundle.alias})."] if bundle.alias else []
+    )
+    if not bundle.wsgi_shim:
+        remove(WSGI_SHIM)
+    if bundle.readme:
+        add_model_readme(root, bundle.readme)
+    added, dropped = merge_bundle_requirements(root, bundle)
+    exclude_from_ruff([d for d in brought if d.endswith(".py") or d.startswith(MODEL_TESTS.as_posix())])
+    unignore_data(brought)
+    if brought:
+        notes.append(f"Brought from {root}: {', '.join(brought)}")
+    if added:
+        notes.append(f"Merged requirements: {', '.join(added)}")
+    if dropped:
+        notes.append(f"Left out of requirements.txt (the runtime installs its own): {', '.join(dropped)}")
+    if bundle.replaced:
+        notes.append(f"Replaced by this repo's own files: {', '.join(bundle.replaced)}")
+    return notes
+
+
+def keep_earlier_bundle(rerun: bool) -> None:
+    """No bundle this time: a re-run keeps what an earlier bake brought (the user's now)."""
+    if not (rerun and MODEL_TESTS.is_dir()):  # a re-run keeps its shim
+        remove(WSGI_SHIM)
+    if rerun:
+        exclude_from_ruff(brought_earlier())
+
+
+def copy_bundle(root: Path, bundle: Bundle) -> list[str]:
+    """Copy the bundle's files (and its alias module); returns where they went."""
     brought = []
-    for rel, dest in bundle["files"]:
+    for rel, dest in bundle.files:
         target = Path(dest)
         target.parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(root / rel, target)
         brought.append(dest)
     if any(Path(d).parts[:2] == MODEL_TESTS.parts for d in brought):
         (MODEL_TESTS / "__init__.py").touch()  # a package: its test_api.py is not ours
-    alias = bundle.get("alias") or ""
-    if alias:
-        Path(f"{alias}.py").write_text(ALIAS_SHIM.format(alias=alias), encoding="utf-8")
-        notes.append(f"{alias}.py imports model.py under its old name ({alias}).")
-    if not bundle.get("wsgi_shim"):
-        remove(WSGI_SHIM)
-    if bundle.get("readme"):
-        shutil.copyfile(root / bundle["readme"], MODEL_README)
-        with Path("README.md").open("a", encoding="utf-8") as readme:
-            readme.write(
-                f"\n## The model's own notes\n\n[{MODEL_README}]({MODEL_README}) is the README that "
-                f"came with the model ({bundle['readme']} of its folder).\n"
-            )
+    if bundle.alias:
+        Path(f"{bundle.alias}.py").write_text(ALIAS_SHIM.format(alias=bundle.alias), encoding="utf-8")
+    return brought
+
+
+def add_model_readme(root: Path, readme: str) -> None:
+    shutil.copyfile(root / readme, MODEL_README)
+    with Path("README.md").open("a", encoding="utf-8") as ours:
+        ours.write(
+            f"\n## The model's own notes\n\n[{MODEL_README}]({MODEL_README}) is the README that "
+            f"came with the model ({readme} of its folder).\n"
+        )
+
+
+def merge_bundle_requirements(root: Path, bundle: Bundle) -> tuple[list[str], list[str]]:
+    """Merge the folder's requirements files into ours; returns (added, dropped)."""
     added = merge_into(
         Path("requirements.txt"),
-        [root / r for r in bundle.get("requirements", [])],
+        [root / r for r in bundle.requirements],
         "# from the requirements files of the model's folder",
     )
-    added_tests = merge_into(
+    added += merge_into(
         Path("requirements-test.txt"),
-        [root / r for r in bundle.get("test_requirements", [])],
+        [root / r for r in bundle.test_requirements],
         "# from the test requirements of the model's folder",
         also=Path("requirements.txt"),
     )
-    dropped = drop_runtime_pins(Path("requirements.txt"))
-    exclude_from_ruff([d for d in brought if d.endswith(".py") or d.startswith(MODEL_TESTS.as_posix())])
-    unignore_data(brought)
-    if brought:
-        notes.append(f"Brought from {root}: {', '.join(brought)}")
-    if added or added_tests:
-        notes.append(f"Merged requirements: {', '.join([*added, *added_tests])}")
-    if dropped:
-        notes.append(f"Left out of requirements.txt (the runtime installs its own): {', '.join(dropped)}")
-    if bundle.get("replaced"):
-        notes.append(f"Replaced by this repo's own files: {', '.join(bundle['replaced'])}")
-    return notes
+    return added, drop_runtime_pins(Path("requirements.txt"))
 
 
 def drop_runtime_pins(requirements: Path) -> list[str]:
@@ -627,24 +472,26 @@ def main() -> int:
         print(f"ERROR: {exc}.", file=sys.stderr)
         return 1
     origin = install_model(handoff)
-    using_example = origin == "the built-in example"
     added = merge_requirements(handoff)
     bundle_notes = install_bundle(handoff)
     sdk = add_sdk_requirement(handoff)
     if sdk:
         added.append(sdk)
     unlocked = write_locks(bool(sdk))
-    wire_class(handoff.get("model_class", ""))
+    wire_class(handoff.model_class)
     has_config = write_label_config(handoff)
-    prune(using_example)
-
-    name = CONTEXT["backend_name"]
-    port = CONTEXT["port"]
-    print(f"Created {name}/ with model.py from {origin}.")
+    prune(handoff.uses_example)
+    print(f"Created {CONTEXT['backend_name']}/ with model.py from {origin}.")
     if added:
         print(f"Added to requirements.txt: {', '.join(added)}")
     for note in bundle_notes:
         print(note)
+    print_warnings(handoff, unlocked, has_config)
+    print_next(unlocked)
+    return 0
+
+
+def print_warnings(handoff: Handoff, unlocked: list[str], has_config: bool) -> None:
     missing = undeclared_imports(handoff)
     if missing:
         print(
@@ -654,22 +501,25 @@ def main() -> int:
     if unlocked:
         print(
             f"WARNING: requirements.lock does not pin {', '.join(unlocked)} yet: run `{LOCK_COMMAND}` "
-            f"in {name}/ (it needs PyPI) to refresh the locks the Docker image and CI install from; "
-            "tests/test_lock.py fails until then."
+            f"in {CONTEXT['backend_name']}/ (it needs PyPI) to refresh the locks the Docker image "
+            "and CI install from; tests/test_lock.py fails until then."
         )
-    if not using_example and not has_config:
+    if not handoff.uses_example and not has_config:
         print(
             "NOTE: tests/label_config.xml is the example Image + Choices config; "
             "edit it to match your model's labeling config."
         )
+
+
+def print_next(unlocked: list[str]) -> None:
+    name = CONTEXT["backend_name"]
     print("Next:")
     if unlocked or not LOCKS[1].is_file():
         print(f"  cd {name} && pip install -r requirements.txt -r requirements-test.txt")
     else:
         print(f"  cd {name} && pip install --require-hashes -r requirements-test.lock")
     print("  python -m pytest")
-    print(f"  label-studio-ml start . --port {port}    # or: docker compose up")
-    return 0
+    print(f"  label-studio-ml start . --port {CONTEXT['port']}    # or: docker compose up")
 
 
 if __name__ == "__main__":

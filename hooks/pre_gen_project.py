@@ -3,13 +3,15 @@
 Runs on cookiecutter's interpreter with the new, still empty project directory as cwd.
 Standard library only. Every problem is one line on stderr,
 ``ERROR: <what> <value> <why>. <fix>.``, and exit status 1 (cookiecutter then deletes
-the directory it created). On success it leaves one file, ``.lsml-pregen.json``, in the
-project directory for post_gen_project.py, which reads and deletes it.
+the directory it created). On success it leaves one file, ``.lsml-pregen.json`` (a
+``lsml_hooklib.Handoff``), in the project directory for post_gen_project.py, which reads and
+deletes it.
 """
 
 from __future__ import annotations
 
 import ast
+import dataclasses
 import difflib
 import json
 import keyword
@@ -23,7 +25,13 @@ from pathlib import Path
 # Every answer enters Python through tojson, never pasted into a string literal.
 CONTEXT = json.loads(r"""{{ cookiecutter | tojson }}""")
 
-HANDOFF = ".lsml-pregen.json"
+# hooks/lsml_hooklib.py, shared with post_gen: cookiecutter names the template's directory
+# (_repo_dir); cruft does not, but runs the hook from there (its parent's working directory).
+TEMPLATE_DIR = CONTEXT.get("_repo_dir") or os.path.realpath(f"/proc/{os.getppid()}/cwd")
+sys.path.insert(0, os.path.join(TEMPLATE_DIR, "hooks"))
+sys.dont_write_bytecode = True  # no __pycache__ in the template
+from lsml_hooklib import PROVIDED_MODULES, Bundle, Handoff, HookError  # noqa: E402
+
 BASE_CLASS = "LabelStudioMLBase"
 NAME_RE = re.compile(r"^[a-z][a-z0-9_-]{1,62}$")
 PYTHON_VERSIONS = ("3.11", "3.12", "3.13")
@@ -77,10 +85,6 @@ found = [
 ]
 report(status="ok", classes=found)
 """
-
-
-class HookError(Exception):
-    """One user-facing line: what, value, why, and how to fix it."""
 
 
 # ------------------------------------------------------------------ the user's own words
@@ -307,7 +311,11 @@ def import_classes(script: Path, ctx: dict) -> list[str] | None:
     if not lines:
         tail = (proc.stderr.strip().splitlines() or ["no output"])[-1]
         raise fail("script", str(script), f"could not be imported ({tail})", "Fix the script")
-    out = json.loads(lines[-1][len(MARKER) :])
+    return detected_classes(script, json.loads(lines[-1][len(MARKER) :]))
+
+
+def detected_classes(script: Path, out: dict) -> list[str] | None:
+    """The classes the child found; None (with a warning) to read the syntax tree instead."""
     status = out["status"]
     if status == "ok":
         return out["classes"]
@@ -357,13 +365,6 @@ def uses_sdk(tree: ast.Module) -> bool:
         elif isinstance(node, ast.Attribute) and node.attr == "label_interface":
             return True
     return False
-
-
-# Modules every generated backend installs with the runtime (its requirements.txt pins them).
-PROVIDED_MODULES = {
-    "label_studio_ml", "label_studio_sdk", "flask", "werkzeug", "rq", "redis", "orjson",
-    "prometheus_client", "uwsgi", "supervisor",
-}  # fmt: skip
 
 
 def third_party_imports(tree: ast.Module, script_dir: Path) -> dict:
@@ -416,10 +417,34 @@ def label_config_of(tree: ast.Module) -> str | None:
     return None
 
 
-def inspect_script(raw: str, ctx: dict) -> dict:
+def inspect_script(raw: str, ctx: dict) -> Handoff:
     """Resolve, check and import the script; returns the handoff for post_gen."""
     path_text, script_class = split_script(raw)
-    model_class = str(ctx.get("model_class", ""))
+    wanted = wanted_class(raw, script_class, str(ctx.get("model_class", "")))
+    script = resolve_script(path_text, ctx)
+    if not script.exists():
+        return missing_script(script, wanted, ctx)
+    script = checked_file(script, wanted)
+    tree = parse_script(script)
+    candidates = import_classes(script, ctx)
+    if candidates is None:
+        candidates = ast_classes(tree)
+    chosen = choose_class(script, path_text, wanted, candidates)
+    requirements = script.parent / "requirements.txt"
+    handoff = Handoff(
+        script=str(script),
+        model_class=chosen,
+        label_config=label_config_of(tree),
+        needs_sdk=uses_sdk(tree),
+        sdk_requirement=SDK_REQUIREMENT,
+        imports=third_party_imports(tree, script.parent),
+        requirements=str(requirements) if requirements.is_file() else "",
+    )
+    return with_model_bundle(handoff, script)
+
+
+def wanted_class(raw: str, script_class: str, model_class: str) -> str:
+    """The class the answers name (``path:Class`` or ``model_class``; "" = detect it)."""
     if script_class and model_class and script_class != model_class:
         raise fail(
             "script",
@@ -427,14 +452,12 @@ def inspect_script(raw: str, ctx: dict) -> dict:
             f"names class {script_class} but model_class is {model_class}",
             "Give the class once",
         )
-    wanted = script_class or model_class
-    script = resolve_script(path_text, ctx)
-    if not script.exists():
-        if is_rerun(ctx):
-            warn(f"script {str(script)!r} no longer exists; keeping the existing model.py.")
-            if Path("model.py").is_file():
-                return keep_existing_model(ctx)
-            return {"script": "", "keep_model": True, "model_class": wanted}
+    return script_class or model_class
+
+
+def missing_script(script: Path, wanted: str, ctx: dict) -> Handoff:
+    """A re-run keeps the project's model.py (a warning); a fresh bake stops (an error)."""
+    if not is_rerun(ctx):
         raise fail(
             "script",
             str(script),
@@ -445,24 +468,36 @@ def inspect_script(raw: str, ctx: dict) -> dict:
                 "current directory",
             ),
         )
+    warn(f"script {str(script)!r} no longer exists; keeping the existing model.py.")
+    if Path("model.py").is_file():
+        return keep_existing_model(ctx)
+    return Handoff(keep_model=True, uses_example=True, model_class=wanted)
+
+
+def checked_file(script: Path, wanted: str) -> Path:
+    """The model's .py file (a folder's found by find_model_file)."""
     if script.is_dir():
         script = find_model_file(script, wanted)
     if not script.is_file():
         raise fail("script", str(script), "is not a file", "Pass the model's .py file, not a folder")
     if script.suffix != ".py":
         raise fail("script", str(script), "is not a Python file", "Pass a .py file")
+    return script
+
+
+def parse_script(script: Path) -> ast.Module:
     try:
-        source = script.read_text(encoding="utf-8")
-        tree = ast.parse(source, filename=str(script))
+        return ast.parse(script.read_text(encoding="utf-8"), filename=str(script))
     except (SyntaxError, UnicodeDecodeError, ValueError) as exc:
         line = getattr(exc, "lineno", None)
         where = f" at line {line}" if line else ""
         raise fail(
             "script", str(script), f"is not valid Python{where} ({type(exc).__name__})", "Fix it"
         ) from exc
-    candidates = import_classes(script, ctx)
-    if candidates is None:
-        candidates = ast_classes(tree)
+
+
+def choose_class(script: Path, path_text: str, wanted: str, candidates: list[str]) -> str:
+    """The named class when it is a candidate, else the only candidate."""
     if wanted:
         if wanted not in candidates:
             listed = ", ".join(candidates) or "none"
@@ -477,53 +512,40 @@ def inspect_script(raw: str, ctx: dict) -> dict:
                 if candidates
                 else "Fix the script",
             )
-        chosen = wanted
-    elif len(candidates) == 1:
-        chosen = candidates[0]
-    elif not candidates:
+        return wanted
+    if len(candidates) == 1:
+        return candidates[0]
+    if not candidates:
         raise fail(
             "script",
             str(script),
             f"defines no {BASE_CLASS} subclass",
             f"Subclass label_studio_ml.model.{BASE_CLASS} in it",
         )
-    else:
-        raise fail(
-            "script",
-            str(script),
-            f"defines several {BASE_CLASS} subclasses ({', '.join(candidates)})",
-            say(
-                f"Pick one with script={path_text}:{candidates[0]} or model_class={candidates[0]}",
-                f"Pick one with --script {script}:{candidates[0]}",
-            ),
-        )
-    requirements = script.parent / "requirements.txt"
-    handoff = {
-        "script": str(script),
-        "keep_model": False,
-        "model_class": chosen,
-        "label_config": label_config_of(tree),
-        "needs_sdk": uses_sdk(tree),
-        "sdk_requirement": SDK_REQUIREMENT,
-        "imports": third_party_imports(tree, script.parent),
-        "requirements": str(requirements) if requirements.is_file() else "",
-    }
-    return with_model_bundle(handoff, script)
+    raise fail(
+        "script",
+        str(script),
+        f"defines several {BASE_CLASS} subclasses ({', '.join(candidates)})",
+        say(
+            f"Pick one with script={path_text}:{candidates[0]} or model_class={candidates[0]}",
+            f"Pick one with --script {script}:{candidates[0]}",
+        ),
+    )
 
 
-def keep_existing_model(ctx: dict) -> dict:
+def keep_existing_model(ctx: dict) -> Handoff:
     """Regenerating over an existing project (init --force): keep and re-inspect its model.py."""
-    return {**inspect_script(str(Path("model.py").resolve()), ctx), "keep_model": True}
+    return dataclasses.replace(inspect_script(str(Path("model.py").resolve()), ctx), keep_model=True)
 
 
-def plan(ctx: dict) -> dict:
+def plan(ctx: dict) -> Handoff:
     validate_answers(ctx)
     raw = str(ctx.get("script", "")).strip()
     if raw:
         return inspect_script(raw, ctx)
     if Path("model.py").is_file():
         return keep_existing_model(ctx)
-    return {"script": "", "keep_model": False, "model_class": ctx.get("model_class") or EXAMPLE_CLASS}
+    return Handoff(uses_example=True, model_class=str(ctx.get("model_class") or EXAMPLE_CLASS))
 
 
 # ------------------------------------------------------------------ a model with its neighbours
@@ -696,8 +718,39 @@ def test_destination(rel: str) -> str | None:
     return None
 
 
-def model_bundle(script: Path) -> dict:
+@dataclasses.dataclass
+class Folder:
+    """The model's folder as model_bundle sees it."""
+
+    root: Path
+    rules: list[tuple[bool, str]]
+    files: list[str]  # sorted paths relative to root
+    truncated: bool  # too many files: only code, requirements, README and tests listed
+    tests: dict[str, str]  # {test file: where it goes}
+    python: set[str]  # the modules the model and its tests import, transitively
+    alias: bool  # one of those (or a test) imports the model file by its own name
+    foreign: set[str]  # subfolders with code the model does not import
+
+
+def model_bundle(script: Path) -> Bundle:
     """What to bring from the model's folder besides the model file (which becomes model.py)."""
+    folder = read_folder(script)
+    bundle = Bundle(root=str(folder.root))
+    bring: dict[str, str] = {}
+    for rel in folder.files:
+        if rel != script.name:
+            sort_file(folder, rel, bundle, bring)
+    check_collisions(folder.root, bring, script.stem)
+    bundle.files = sorted(bring.items()) + beside_moved_tests(folder.root, folder.tests, bring)
+    if folder.alias and script.stem != "model":
+        bundle.alias = script.stem
+    bundle.wsgi_shim = (folder.root / "_wsgi.py").is_file() or any(
+        d.startswith(MODEL_TESTS) for d in bring.values()
+    )
+    return bundle
+
+
+def read_folder(script: Path) -> Folder:
     root = script.parent
     rules = include_rules(root)
     files, truncated = walk_folder(root, rules)
@@ -707,37 +760,8 @@ def model_bundle(script: Path) -> dict:
             f"{root} holds over {BUNDLE_MAX_ENTRIES} files; brought only what the model imports, "
             f"its requirements, README and tests. List the data files it reads in {root / INCLUDE_FILE}."
         )
-    model_rel = script.name
-    stem = script.stem
-    # 1. Python: what the model and its tests import from the folder, followed transitively;
-    #    a package it imports comes whole.
     tests = {rel: dest for rel in files if (dest := test_destination(rel))}
-    python: set[str] = set()
-    queue = [model_rel, *[rel for rel in tests if rel.endswith(".py")]]
-    seen: set[str] = set()
-    imports_model_by_name = False
-    while queue:
-        rel = queue.pop()
-        if rel in seen:
-            continue
-        seen.add(rel)
-        tree = parse_file(root / rel)
-        if tree is None:
-            continue
-        for name in sorted(local_modules(tree, root)):
-            if name == stem:
-                imports_model_by_name = imports_model_by_name or rel != model_rel
-                continue
-            if name == "_wsgi":
-                continue  # the generated repo's own _wsgi.py stands in for it
-            if (root / f"{name}.py").is_file():
-                found = [f"{name}.py"]
-            else:
-                found = [f for f in files if f.startswith(f"{name}/") and f.endswith(".py")]
-            for module in found:
-                if module not in python and module not in tests:
-                    python.add(module)
-                    queue.append(module)
+    python, alias = imported_modules(root, files, script, tests)
     # A subfolder with Python files of which the model imports none is another project's
     # (another model, a tool set): left out whole, its data too.
     foreign = {
@@ -746,68 +770,101 @@ def model_bundle(script: Path) -> dict:
         if rel.endswith(".py") and "/" in rel and rel not in python and rel not in tests
     }
     foreign = {d for d in foreign if not any(p.startswith(f"{d}/") for p in python)}
-    # 2. Everything else: data beside the model, requirements, README; overrides last.
-    bring: dict[str, str] = {}
-    requirements: list[str] = []
-    test_requirements: list[str] = []
-    readme = ""
-    replaced: list[str] = []
-    left_out: list[str] = []
-    for rel in files:
-        if rel == model_rel:
-            continue
-        name = rel.rsplit("/", 1)[-1]
-        verdict = override(rel, rules)
-        top = "/" not in rel
-        if verdict is False or (rel.startswith("data/models/") and verdict is None):
-            continue  # data/models: a model store the model's own runs left (MODEL_DIR)
-        if verdict is None and rel not in tests and any(rel.startswith(f"{d}/") for d in foreign):
-            continue
-        if top and REQUIREMENTS_RE.match(name) and verdict is None:
-            (test_requirements if TEST_REQUIREMENTS_RE.match(name) else requirements).append(rel)
-            continue
-        if top and README_RE.match(name) and not readme and verdict is None:
-            readme = rel
-            continue
-        if top and name in REPLACED and verdict is None:
-            replaced.append(rel)
-            continue
-        if name.endswith(SKIPPED_SUFFIXES) or (name.startswith(".") and verdict is None):
-            continue
-        if truncated and rel not in tests and not rel.endswith(".py") and verdict is None:
-            continue  # too big a folder to tell the model's data from the rest
-        if rel in tests:
-            dest = tests[rel]
-        elif rel.endswith(".py") and rel not in python and verdict is None:
-            continue  # code nothing imports: another script, a tool (list it to bring it)
-        else:
-            dest = rel
-        size = (root / rel).stat().st_size
-        if size > BUNDLE_MAX_MB * 1024 * 1024 and verdict is not True:
-            left_out.append(rel)
-            warn(
-                f"{root / rel} is {size / 1024 / 1024:.1f} MB, over the {BUNDLE_MAX_MB} MB limit for "
-                "files baked into the repo: left out. Put it in the weights folder (MODEL_ROOT, "
-                "./weights, mounted by docker compose) or download it at image build or first "
-                f"start (docs/hooks.md); or list it in {root / INCLUDE_FILE} to bake it in anyway."
-            )
-            continue
-        bring[rel] = dest
-    check_collisions(root, bring, stem)
-    return {
-        "root": str(root),
-        "files": sorted(bring.items()) + beside_moved_tests(root, tests, bring),
-        "requirements": requirements,
-        "test_requirements": test_requirements,
-        "readme": readme,
-        "replaced": replaced,
-        "left_out": left_out,
-        "alias": stem if imports_model_by_name and stem != "model" else "",
-        "wsgi_shim": (root / "_wsgi.py").is_file() or any(d.startswith(MODEL_TESTS) for d in bring.values()),
-    }
+    return Folder(root, rules, files, truncated, tests, python, alias, foreign)
 
 
-def beside_moved_tests(root: Path, tests: dict[str, str], bring: dict[str, str]) -> list[list[str]]:
+def imported_modules(
+    root: Path, files: list[str], script: Path, tests: dict[str, str]
+) -> tuple[set[str], bool]:
+    """What the model and its tests import from the folder, followed transitively (a package
+    it imports comes whole); and whether one of them imports the model by its file's name."""
+    python: set[str] = set()
+    queue = [script.name, *[rel for rel in tests if rel.endswith(".py")]]
+    seen: set[str] = set()
+    by_name = False
+    while queue:
+        rel = queue.pop()
+        tree = None if rel in seen else parse_file(root / rel)
+        seen.add(rel)
+        names = local_modules(tree, root) if tree is not None else set()
+        by_name = by_name or (script.stem in names and rel != script.name)
+        # the model itself (under its own name) and the generated repo's own _wsgi.py stay out
+        for name in sorted(names - {script.stem, "_wsgi"}):
+            if (root / f"{name}.py").is_file():
+                found = [f"{name}.py"]
+            else:
+                found = [f for f in files if f.startswith(f"{name}/") and f.endswith(".py")]
+            for module in found:
+                if module not in python and module not in tests:
+                    python.add(module)
+                    queue.append(module)
+    return python, by_name
+
+
+def sort_file(folder: Folder, rel: str, bundle: Bundle, bring: dict[str, str]) -> None:
+    """File ``rel`` of the folder: brought (into ``bring``), merged, or left out."""
+    verdict = override(rel, folder.rules)
+    if left_out(folder, rel, verdict) or claimed_by_name(rel, verdict, bundle):
+        return
+    dest = destination(folder, rel, verdict)
+    if dest is None:
+        return
+    if too_big(folder.root, rel, verdict):
+        bundle.left_out.append(rel)
+        return
+    bring[rel] = dest
+
+
+def left_out(folder: Folder, rel: str, verdict: bool | None) -> bool:
+    if verdict is False or (rel.startswith("data/models/") and verdict is None):
+        return True  # data/models: a model store the model's own runs left (MODEL_DIR)
+    foreign = any(rel.startswith(f"{d}/") for d in folder.foreign)
+    return verdict is None and rel not in folder.tests and foreign
+
+
+def claimed_by_name(rel: str, verdict: bool | None, bundle: Bundle) -> bool:
+    """Top-level requirements files (merged), the README and upstream boilerplate (replaced)."""
+    if "/" in rel or verdict is not None:
+        return False
+    if REQUIREMENTS_RE.match(rel):
+        (bundle.test_requirements if TEST_REQUIREMENTS_RE.match(rel) else bundle.requirements).append(rel)
+    elif README_RE.match(rel) and not bundle.readme:
+        bundle.readme = rel
+    elif rel in REPLACED:
+        bundle.replaced.append(rel)
+    else:
+        return False
+    return True
+
+
+def destination(folder: Folder, rel: str, verdict: bool | None) -> str | None:
+    """Where ``rel`` goes in the repo, or None to leave it out."""
+    name = rel.rsplit("/", 1)[-1]
+    if name.endswith(SKIPPED_SUFFIXES) or (name.startswith(".") and verdict is None):
+        return None
+    if rel in folder.tests:
+        return folder.tests[rel]
+    if verdict is None and folder.truncated and not rel.endswith(".py"):
+        return None  # too big a folder to tell the model's data from the rest
+    if verdict is None and rel.endswith(".py") and rel not in folder.python:
+        return None  # code nothing imports: another script, a tool (list it to bring it)
+    return rel
+
+
+def too_big(root: Path, rel: str, verdict: bool | None) -> bool:
+    size = (root / rel).stat().st_size
+    if size <= BUNDLE_MAX_MB * 1024 * 1024 or verdict is True:
+        return False
+    warn(
+        f"{root / rel} is {size / 1024 / 1024:.1f} MB, over the {BUNDLE_MAX_MB} MB limit for "
+        "files baked into the repo: left out. Put it in the weights folder (MODEL_ROOT, "
+        "./weights, mounted by docker compose) or download it at image build or first "
+        f"start (docs/hooks.md); or list it in {root / INCLUDE_FILE} to bake it in anyway."
+    )
+    return True
+
+
+def beside_moved_tests(root: Path, tests: dict[str, str], bring: dict[str, str]) -> list[tuple[str, str]]:
     """A top-level test file moves to tests/model_tests/; what it names as a path (a string
     argument of a call, ``os.path.join(os.path.dirname(__file__), "test_images", ...)``, or
     after ``/``) among the data brought to the top goes there too, so its paths relative to
@@ -827,7 +884,7 @@ def beside_moved_tests(root: Path, tests: dict[str, str], bring: dict[str, str])
                     if isinstance(part, ast.Constant) and isinstance(part.value, str):
                         named.add(part.value.strip("./").split("/")[0])
     return [
-        [rel, f"{MODEL_TESTS}/{rel}"]
+        (rel, f"{MODEL_TESTS}/{rel}")
         for rel, dest in sorted(bring.items())
         if dest == rel and not rel.endswith(".py") and rel.split("/")[0] in named
     ]
@@ -853,7 +910,7 @@ def check_collisions(root: Path, bring: dict[str, str], stem: str) -> None:
             )
 
 
-def folder_label_config(root: Path, bundle: dict) -> str | None:
+def folder_label_config(root: Path, bundle: Bundle) -> str | None:
     """A model without a labeling config of its own: the folder's label_config.xml, else one
     its tests carry (a module-level ``*config*`` string or a docstring with ``<View>``)."""
     xml = root / "label_config.xml"
@@ -861,7 +918,7 @@ def folder_label_config(root: Path, bundle: dict) -> str | None:
         text = xml.read_text(encoding="utf-8").strip()
         if text.startswith("<View"):
             return text + "\n"
-    for rel, dest in bundle["files"]:
+    for rel, dest in bundle.files:
         if dest.startswith(MODEL_TESTS) and rel.endswith(".py"):
             tree = parse_file(root / rel)
             config = label_config_of(tree) if tree is not None else None
@@ -870,24 +927,25 @@ def folder_label_config(root: Path, bundle: dict) -> str | None:
     return None
 
 
-def with_model_bundle(handoff: dict, script: Path) -> dict:
+def with_model_bundle(handoff: Handoff, script: Path) -> Handoff:
     """Add the model's neighbours to the handoff (not for the project's own model.py on a
     re-run), and count the third-party imports of every module brought, not only the model's."""
     if script.parent.resolve() == Path.cwd().resolve():
         return handoff
     bundle = model_bundle(script)
-    imports = dict(handoff.get("imports") or {})
-    for rel, dest in bundle["files"]:
+    imports = dict(handoff.imports)
+    for rel, dest in bundle.files:
         if rel.endswith(".py") and not dest.startswith(MODEL_TESTS):
             tree = parse_file(script.parent / rel)
             if tree is not None:
                 for module, dist in third_party_imports(tree, script.parent).items():
                     imports.setdefault(module, dist)
-    if not handoff.get("label_config"):
-        handoff = {**handoff, "label_config": folder_label_config(script.parent, bundle)}
-    if "requirements.txt" in bundle["requirements"]:
-        bundle["requirements"].remove("requirements.txt")  # merged by merge_requirements already
-    return {**handoff, "imports": dict(sorted(imports.items())), "bundle": bundle}
+    label_config = handoff.label_config or folder_label_config(script.parent, bundle)
+    if "requirements.txt" in bundle.requirements:
+        bundle.requirements.remove("requirements.txt")  # merged by merge_requirements already
+    return dataclasses.replace(
+        handoff, label_config=label_config, imports=dict(sorted(imports.items())), bundle=bundle
+    )
 
 
 def main() -> int:
@@ -897,7 +955,7 @@ def main() -> int:
     except HookError as exc:
         print(f"ERROR: {exc}", file=sys.stderr)
         return 1
-    Path(HANDOFF).write_text(json.dumps(handoff, indent=2) + "\n", encoding="utf-8")
+    handoff.write()
     return 0
 
 

@@ -689,3 +689,77 @@ def test_the_import_layers_in_architecture_md():
             if layers[other] >= layers[own]:
                 wrong.append(f"{name} (layer {layers[own]}) imports {target} (layer {layers[other]})")
     assert wrong == []
+
+
+# ------------------------------------------------------------------ branch hooks (issue 19)
+HOOKS = Path(__file__).resolve().parents[2] / "hooks"
+HOOK_SCRIPTS = ("pre_gen_project.py", "post_gen_project.py")
+
+
+def _hooklib():
+    import importlib.util
+    import sys
+
+    spec = importlib.util.spec_from_file_location("lsml_hooklib", HOOKS / "lsml_hooklib.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules.setdefault("lsml_hooklib", module)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _top_level_names(path: Path) -> set:
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    names = set()
+    for node in tree.body:
+        if isinstance(node, (ast.ClassDef, ast.FunctionDef)):
+            names.add(node.name)
+        elif isinstance(node, ast.Assign):
+            names.update(t.id for t in node.targets if isinstance(t, ast.Name))
+    return names
+
+
+def test_the_hooks_share_one_error_one_handoff_one_list_of_provided_packages():
+    """HookError, the handoff and the packages the template provides live in lsml_hooklib;
+    neither hook defines its own (they import them)."""
+    shared = {"HookError", "Handoff", "Bundle", "HANDOFF", "PROVIDED", "PROVIDED_MODULES"}
+    shared |= {"TEMPLATE_PACKAGES", "RUNTIME_PACKAGES"}
+    assert shared <= _top_level_names(HOOKS / "lsml_hooklib.py")
+    for hook in HOOK_SCRIPTS:
+        assert _top_level_names(HOOKS / hook) & shared == set(), hook
+        assert "from lsml_hooklib import" in (HOOKS / hook).read_text(encoding="utf-8"), hook
+
+
+def test_the_hooks_find_their_shared_module_the_same_way():
+    lines = [
+        [line for line in (HOOKS / hook).read_text(encoding="utf-8").splitlines() if "TEMPLATE_DIR" in line]
+        for hook in HOOK_SCRIPTS
+    ]
+    assert lines[0] == lines[1] and len(lines[0]) == 2
+
+
+def test_the_runtime_packages_are_the_runtimes_dependencies():
+    """RUNTIME_PACKAGES (a model folder's pins of these are left out) names what
+    runtime/pyproject.toml installs, plus flask's werkzeug; TEMPLATE_PACKAGES' servers are the
+    ones the template's requirements.txt pins."""
+    import tomllib
+
+    lib = _hooklib()
+    pyproject = tomllib.loads((PACKAGE.parents[1] / "pyproject.toml").read_text(encoding="utf-8"))
+    declared = {
+        re.match(r"[A-Za-z0-9._-]+", dep).group(0).lower() for dep in pyproject["project"]["dependencies"]
+    }
+    assert set(lib.RUNTIME_PACKAGES) == declared | {"werkzeug"}
+    pinned = {
+        re.match(r"[A-Za-z0-9._-]+", line).group(0).lower()
+        for line in (TEMPLATE / "requirements.txt").read_text(encoding="utf-8").splitlines()[1:]
+        if re.match(r"[A-Za-z0-9]", line)
+    }
+    assert set(lib.TEMPLATE_PACKAGES) - {"lsml-runtime", "label-studio-ml"} <= pinned
+    assert lib.PROVIDED.match("label_studio.ml==1.0") and not lib.PROVIDED.match("uwsgi-tools")
+
+
+def test_one_builder_of_the_runtime_wheel():
+    """Only label_studio_ml.wheel writes a wheel; the hooks copy the one the template carries."""
+    for path in [*HOOKS.glob("*.py"), *PACKAGE.rglob("*.py")]:
+        if path.name != "wheel.py":
+            assert "zipfile" not in path.read_text(encoding="utf-8"), path.name

@@ -2,6 +2,8 @@
 
 import ast
 import json
+import os
+import sys
 import types
 from pathlib import Path
 
@@ -12,10 +14,12 @@ from cookiecutter.environment import StrictEnvironment
 def load_hook(template_dir, name, **answers):
     context = json.loads((template_dir / "cookiecutter.json").read_text())
     context = {k: (v[0] if isinstance(v, list) else v) for k, v in context.items()}
+    context["_repo_dir"] = str(template_dir)  # as cookiecutter gives it: the hooks import lsml_hooklib
     context.update(answers)
     env = StrictEnvironment(context={"cookiecutter": context}, keep_trailing_newline=True)
     source = env.from_string((template_dir / "hooks" / f"{name}.py").read_text())
     module = types.ModuleType(name)
+    sys.modules[name] = module  # as an import would (dataclasses look their module up there)
     exec(compile(source.render(cookiecutter=context), name, "exec"), module.__dict__)
     return module
 
@@ -193,3 +197,34 @@ def test_cookiecutter_cli_args_reads_only_a_cookiecutter_parent(pre):
 
     # this test's own parent is no cookiecutter process (pytest's, or a shell)
     assert pre.cookiecutter_cli_args(os.getppid()) is None
+
+
+def test_post_gen_names_the_wheel_the_template_brought(template_dir, tmp_path, monkeypatch):
+    """post-gen builds nothing: it names the newest wheel in vendor/ (an older one a re-run left
+    goes), and stops with one line when there is none."""
+    post = load_hook(template_dir, "post_gen_project")
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "vendor").mkdir()
+    (tmp_path / "requirements.txt").write_text("placeholder\nuWSGI==2.0.31\n")
+    with pytest.raises(post.HookError, match=r"^cannot find the lsml-runtime runtime to put in vendor/"):
+        post.vendor_runtime()
+    old = tmp_path / "vendor" / "lsml_runtime-0.0.9-py3-none-any.whl"
+    new = tmp_path / "vendor" / "lsml_runtime-0.1.0-py3-none-any.whl"
+    old.write_bytes(b"old")
+    new.write_bytes(b"new")
+    os.utime(old, ns=(1, 1))
+    assert post.vendor_runtime() == f"./vendor/{new.name}"
+    assert sorted(p.name for p in (tmp_path / "vendor").iterdir()) == [new.name]
+    assert (tmp_path / "requirements.txt").read_text() == f"./vendor/{new.name}\nuWSGI==2.0.31\n"
+    assert new.read_bytes() == b"new", "named as it came, never rebuilt"
+
+
+def test_handoff_round_trip_is_typed(template_dir, tmp_path, monkeypatch):
+    pre = load_hook(template_dir, "pre_gen_project")
+    monkeypatch.chdir(tmp_path)
+    bundle = pre.Bundle(root="/m", files=[("a.py", "a.py")], alias="old")
+    pre.Handoff(script="/m/model.py", model_class="M", bundle=bundle).write()
+    handoff = pre.Handoff.take()
+    assert handoff == pre.Handoff(script="/m/model.py", model_class="M", bundle=bundle)
+    assert not handoff.uses_example and handoff.bundle.files == [("a.py", "a.py")]
+    assert pre.Handoff.take() is None, "read once: the file is gone"

@@ -13,7 +13,9 @@ import argparse
 import importlib
 import logging
 import os
+import shutil
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Any, Dict, List, Optional
@@ -53,6 +55,28 @@ def template_dir() -> Optional[Path]:
         if candidate is not None and (candidate / "cookiecutter.json").is_file():
             return candidate
     return None
+
+
+# The template's parts, as a repository of it holds them (the runtime bundles these three).
+TEMPLATE_PARTS = ("cookiecutter.json", "hooks", "{{cookiecutter.backend_name}}")
+
+
+def template_with_runtime(template: Path, work: Path, vendor: bool) -> Path:
+    """A copy of the template in ``work`` whose vendor/ holds a wheel of this runtime (the one
+    ``init`` runs from; the post-gen hook names it in requirements.txt and the locks)."""
+    from .wheel import build_running
+
+    copy = work / "template"
+    for part in TEMPLATE_PARTS:
+        source = template / part
+        if source.is_dir():
+            shutil.copytree(source, copy / part, ignore=shutil.ignore_patterns("__pycache__", "*.whl"))
+        else:
+            copy.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(source, copy / part)
+    if vendor:
+        build_running(copy / TEMPLATE_PARTS[2] / "vendor")
+    return copy
 
 
 # ------------------------------------------------------------------ init
@@ -98,13 +122,15 @@ def cmd_init(args: argparse.Namespace) -> int:
     quiet.addHandler(handler)
     quiet.propagate = False
     try:
-        out = cookiecutter(
-            str(template),
-            no_input=True,
-            extra_context=context,
-            output_dir=str(root),
-            overwrite_if_exists=args.force,
-        )
+        with tempfile.TemporaryDirectory(prefix="lsml-init-") as work:
+            baked = template_with_runtime(template, Path(work), vendor=not args.runtime_requirement)
+            out = cookiecutter(
+                str(baked),
+                no_input=True,
+                extra_context=context,
+                output_dir=str(root),
+                overwrite_if_exists=args.force,
+            )
     except FailedHookException:
         return 1  # the hook printed one "ERROR: ..." line already
     except CookiecutterException as exc:

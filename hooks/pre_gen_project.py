@@ -25,9 +25,20 @@ from pathlib import Path
 # Every answer enters Python through tojson, never pasted into a string literal.
 CONTEXT = json.loads(r"""{{ cookiecutter | tojson }}""")
 
-# hooks/lsml_hooklib.py, shared with post_gen: cookiecutter names the template's directory
-# (_repo_dir); cruft does not, but runs the hook from there (its parent's working directory).
-TEMPLATE_DIR = CONTEXT.get("_repo_dir") or os.path.realpath(f"/proc/{os.getppid()}/cwd")
+
+# hooks/lsml_hooklib.py holds what both hooks share. cookiecutter names the template's directory
+# (_repo_dir): absolute for a clone, as typed for a local path (relative to where cookiecutter
+# was run: $PWD). cruft names none but runs hooks from there (the parent's working directory).
+def _template_dir() -> str:
+    given = CONTEXT.get("_repo_dir") or ""
+    places = (given, os.path.join(os.environ.get("PWD", ""), given), f"/proc/{os.getppid()}/cwd")
+    for place in places:
+        if place and os.path.isfile(os.path.join(place, "hooks", "lsml_hooklib.py")):
+            return os.path.realpath(place)
+    return given
+
+
+TEMPLATE_DIR = _template_dir()
 sys.path.insert(0, os.path.join(TEMPLATE_DIR, "hooks"))
 sys.dont_write_bytecode = True  # no __pycache__ in the template
 from lsml_hooklib import PROVIDED_MODULES, Bundle, Handoff, HookError  # noqa: E402

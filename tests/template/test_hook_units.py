@@ -228,3 +228,34 @@ def test_handoff_round_trip_is_typed(template_dir, tmp_path, monkeypatch):
     assert handoff == pre.Handoff(script="/m/model.py", model_class="M", bundle=bundle)
     assert not handoff.uses_example and handoff.bundle.files == [("a.py", "a.py")]
     assert pre.Handoff.take() is None, "read once: the file is gone"
+
+
+@pytest.mark.parametrize("pwd", ["shell", "none"])
+def test_a_template_given_as_a_relative_path_finds_its_hook_library(tmp_path, repo_root, tool, run, pwd):
+    """`cookiecutter ./lsml-template` (the tutorial's command): cookiecutter hands the hooks the
+    path as typed, relative to where it was run, while the hooks run in the new project. From a
+    shell ($PWD set) and from a program that sets no $PWD, the hooks find lsml_hooklib."""
+    import subprocess
+
+    files = (
+        subprocess.run(["git", "ls-files", "-z"], cwd=repo_root, capture_output=True, check=True)
+        .stdout.decode()
+        .split("\0")
+    )
+    copy = tmp_path / "lsml-template"
+    for name in filter(None, files):
+        if name.startswith(("cookiecutter.json", "hooks/", "{{cookiecutter.backend_name}}/")):
+            (copy / name).parent.mkdir(parents=True, exist_ok=True)
+            (copy / name).write_bytes((repo_root / name).read_bytes())
+    (tmp_path / "out").mkdir()
+    env = {k: v for k, v in os.environ.items() if k != "PWD"}
+    if pwd == "shell":
+        env["PWD"] = str(tmp_path)
+    result = run(
+        [tool("cookiecutter"), "./lsml-template", "--no-input", "-o", "out", "backend_name=rel_backend"],
+        cwd=tmp_path,
+        env=env,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert (tmp_path / "out" / "rel_backend" / "model.py").is_file()
+    assert "lsml_hooklib" not in result.stderr

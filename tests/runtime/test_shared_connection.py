@@ -216,3 +216,10 @@ def test_development_mode_never_touches_redis(tmp_path):
     subprocess.run([sys.executable, "-c", code], check=True, timeout=60, env=env)
     conn = redis.Redis.from_url(REDIS_URL)
     assert list(conn.scan_iter(f"lsml:*:{pid}:connection")) == []
+
+
+def test_security_md_names_the_key_and_the_expiry_the_code_uses():
+    text = (Path(__file__).resolve().parents[2] / "docs" / "security.md").read_text(encoding="utf-8")
+    section = text.split("## Where `/setup`'s token is kept", 1)[1].split("\n## ", 1)[0]
+    assert f"`{connection_key('<RQ_QUEUE_NAME>', '<project>')}`" in section
+    assert KEEP_FOR == 30 * 24 * 3600 and "expiring 30 days after" in " ".join(section.split())

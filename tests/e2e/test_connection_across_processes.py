@@ -48,7 +48,8 @@ def test_a_webhook_on_the_other_process_trains_with_setups_token(deployment, fak
         webhook = {"action": "START_TRAINING", "project": {"id": 8, "label_config": e2e.config}}
         r = deployment.post("/webhook", webhook)
         assert r.status_code == 201, r.text
-        assert pids_of(deployment, "/webhook")[-1] != got_setup
+        webhooks = e2e.wait_for(lambda: pids_of(deployment, "/webhook"), 10, what="/webhook in uwsgi.log")
+        assert webhooks[-1] != got_setup
         status = deployment.wait_status("8", {"succeeded", "failed"}, timeout=60)
         assert status["status"] == "succeeded", (status, deployment.logs())
 

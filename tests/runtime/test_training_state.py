@@ -260,3 +260,62 @@ def test_development_mode_never_imports_rq():
         "assert 'rq' in sys.modules\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
+
+
+# ------------------------------------------------------------------ after the commit
+class Counting:
+    """A seed-style model whose fit writes an artefact into its new version's directory."""
+
+    INITIAL_MODEL_VERSION = "initial"
+
+    def __init__(self, project_id="", label_config=None, train_output=None, **kwargs):
+        self.project_id, self.label_config, self.train_output = project_id, label_config, train_output
+
+    def predict(self, tasks, **kwargs):
+        return []
+
+    def fit(self, annotations, workdir=None, **kwargs):
+        with open(f"{workdir}/weights.txt", "w") as f:
+            f.write(str(len(annotations)))
+        return {"seen": len(annotations)}
+
+
+def _run(tmp_path, on_commit):
+    from label_studio_ml.training import TrainRequest, execute, new_job_id
+
+    store = ModelStore(tmp_path / "models")
+    settings = Settings(model_dir=str(store.root))
+    request = TrainRequest(
+        project_id="3", event="START_TRAINING", annotations=[{"id": 1}], label_config="<View/>"
+    )
+    return store, execute(Counting, store, settings, request, new_job_id("3"), on_commit=on_commit)
+
+
+def test_a_listener_that_raises_after_the_commit_does_not_unmake_the_run(tmp_path, caplog):
+    def broken(pid):
+        raise RuntimeError("the registry is broken")
+
+    store, status = _run(tmp_path, broken)
+    assert status["status"] == "succeeded"
+    version = status["version"]
+    assert store.latest("3") == version
+    assert (store.version_dir("3", version) / "weights.txt").read_text() == "1"
+    assert "on_commit failed" in caplog.text and "the registry is broken" in caplog.text
+
+
+def test_a_committed_version_is_never_removed_when_the_run_is_cut_short_after_it(tmp_path):
+    """An interrupt after LATEST moved (here: in the listener) reports the run failed but keeps
+    the version LATEST names: removing it would leave the project serving a missing version."""
+
+    def interrupted(pid):
+        raise KeyboardInterrupt
+
+    store = None
+    with pytest.raises(KeyboardInterrupt):
+        store, _ = _run(tmp_path, interrupted)
+    store = ModelStore(tmp_path / "models")
+    version = store.latest("3")
+    assert version is not None
+    assert (store.version_dir("3", version) / "weights.txt").read_text() == "1"
+    assert store.train_output("3", version) == {"seen": 1}
+    assert RunRecord.from_json(store.status("3")).status is RunStatus.FAILED

@@ -65,6 +65,7 @@ class _Run:
         self.version: Optional[str] = None
         self.config: Optional[str] = None
         self.config_missing = ""  # why no labeling config could be found, when none was
+        self.committed = False  # LATEST names this run's version: it is never removed after that
 
     # ------------------------------------------------------------------ steps
     def begin(self, exclusive: bool) -> None:
@@ -145,6 +146,7 @@ class _Run:
             "started_at": self.started, "ended_at": ended, "model_class": self.model_class.__name__,
         }  # fmt: skip
         self.store.commit_version(self.pid, self.version, train_output, meta)
+        self.committed = True
         return ended
 
     def succeed(self, ended: float) -> RunRecord:
@@ -161,7 +163,7 @@ class _Run:
 
     def fail(self, exc: BaseException) -> float:
         """Remove the half-written version and record why (secrets cut); returns the end time."""
-        if self.version is not None:
+        if self.version is not None and not self.committed:
             self.store.discard_version(self.pid, self.version)
         message = (
             str(exc) if isinstance(exc, (LabelStudioError, TrainingError)) else f"{type(exc).__name__}: {exc}"
@@ -269,7 +271,11 @@ def execute(
         train_output = run.fit(model)
         ended = run.commit(train_output, owns_project)
         if on_commit is not None:
-            on_commit(run.pid)
+            try:
+                on_commit(run.pid)
+            except Exception:  # the version is live (LATEST names it); the listener learns of
+                # it at its next request anyway: a broken listener does not unmake the run
+                logger.exception("project %s: after version %s, on_commit failed", run.pid, run.version)
         record = run.succeed(ended)
     except BaseException as exc:
         ended = run.fail(exc)

@@ -767,3 +767,19 @@ def test_one_builder_of_the_runtime_wheel():
     for path in [*HOOKS.glob("*.py"), *PACKAGE.rglob("*.py")]:
         if path.name != "wheel.py":
             assert "zipfile" not in path.read_text(encoding="utf-8"), path.name
+
+
+# ------------------------------------------------------------------ branch connection
+def test_one_owner_of_the_shared_connection():
+    """Only connections.py names the connection's Redis key or fills a ProjectInfo; the
+    registry and the API reach Redis through it (never a module-level redis import)."""
+    for path in RUNTIME_MODULES:
+        text = path.read_text(encoding="utf-8")
+        if path.name != "connections.py":
+            assert ":connection" not in text and not re.search(r"ProjectInfo\((?!\))", text), path.name
+    for name in ("registry.py", "api.py", "connections.py"):
+        tree = ast.parse((PACKAGE / name).read_text(encoding="utf-8"))
+        top = [n for n in tree.body if isinstance(n, (ast.Import, ast.ImportFrom))]
+        names = {a.name for n in top if isinstance(n, ast.Import) for a in n.names}
+        names |= {n.module or "" for n in top if isinstance(n, ast.ImportFrom)}
+        assert not {m for m in names if m.split(".")[0] in ("redis", "rq")}, name

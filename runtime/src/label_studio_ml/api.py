@@ -260,7 +260,7 @@ def _train(
     pid: str, event: str, data: Dict[str, Any], *, annotations: Any = None, label_config: Optional[str] = None
 ) -> Response:
     backend = _backend()
-    info = backend.registry.connection(pid)
+    info = backend.registry.connection(pid)  # production: the later of Redis's copy and ours
     req = TrainRequest(
         project_id=pid,
         event=event,
@@ -268,7 +268,8 @@ def _train(
         label_config=label_config or backend.registry.label_config(pid),
         annotations=annotations,
         hostname=info.hostname,
-        # the configured key wins over /setup's token: then the token need not travel via Redis
+        # the configured key wins over /setup's token: then the token travels neither in the
+        # job nor in the connection's Redis copy (connections.py)
         access_token=None if backend.settings.label_studio_api_key else info.access_token,
         extra_params=info.extra_params,
     )

@@ -13,6 +13,11 @@ store (``LATEST`` moves) or the project's labeling config changes.
 * At most ``max_live`` models stay live; the least recently used one is dropped.
 * ``LATEST`` is looked at on every request (one ``stat``): a process never answers with a version
   older than the store's, so once any process answered V, every process answers V or newer.
+* What ``/setup`` says of a project's connection (hostname, token, extra parameters) is kept in
+  the process and, in production mode, in Redis (:mod:`.connections`) for the other processes:
+  :meth:`ModelRegistry.connection` takes the later of the two copies. A build never waits on
+  Redis: a model built in production mode gets the shared copy right after its build, in the
+  background, on its attributes as ``/setup`` sets them on a live model.
 """
 
 from __future__ import annotations
@@ -22,9 +27,10 @@ import logging
 import threading
 import time
 from collections import OrderedDict
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Dict, List, Optional, Set, Tuple
 
+from .connections import ProjectInfo, SharedConnections
 from .construct import construct
 from .exceptions import ModelLoadError, ModelLoading
 from .model import LabelStudioMLBase, version_served
@@ -91,15 +97,6 @@ class _Entry:
         )
 
 
-@dataclass
-class ProjectInfo:
-    """What ``/setup`` told us about a project (kept in memory, never logged)."""
-
-    hostname: Optional[str] = None
-    access_token: Optional[str] = field(default=None, repr=False)
-    extra_params: Dict[str, Any] = field(default_factory=dict)
-
-
 def served_version(store: ModelStore, project_id: str, model_class: type) -> str:
     """The version a project serves, from the store alone (no model needed).
 
@@ -121,8 +118,8 @@ class ModelRegistry:
       :class:`LiveModel`), :meth:`get` (``(model, version)``), :meth:`version_for` (``/setup``'s
       answer), :meth:`invalidate` (a run committed here);
     * what ``/setup`` and requests said of a project: :meth:`remember_config` /
-      :meth:`label_config`, :meth:`update_info` / :meth:`connection`, :meth:`access_tokens`
-      (to redact);
+      :meth:`label_config`, :meth:`update_info` / :meth:`connection` (in production mode
+      shared through Redis), :meth:`access_tokens` (to redact);
     * state and lifecycle: :meth:`state`, :meth:`wait_idle`, :meth:`start_preload`,
       :meth:`wait_preloaded`.
     """
@@ -144,7 +141,9 @@ class ModelRegistry:
         self.model_kwargs = dict(model_kwargs or {})
         self.max_live = max(1, int(max_live))
         self.predict_concurrency = max(0, int(predict_concurrency))
-        self._info: Dict[str, ProjectInfo] = {}
+        self._info: Dict[str, ProjectInfo] = {}  # the latest connection this process knows
+        self._tokens: List[str] = []  # every token this process has seen, to redact
+        self._shared = SharedConnections.of(settings)  # production mode only
         self._configs: Dict[str, str] = {}
         self._live: OrderedDict[str, _Entry] = OrderedDict()
         self._wanted: Dict[str, Key] = {}
@@ -331,6 +330,11 @@ class ModelRegistry:
                         evicted, _ = self._live.popitem(last=False)
                         logger.info("project %s: model dropped (MAX_LIVE_MODELS=%d)", evicted, self.max_live)
                     self._cond.notify_all()
+                if self._shared is not None:  # the connection another process got, off the request path
+                    threading.Thread(
+                        target=self._refresh_connection, args=(project_id,), name=f"lsml-conn-{project_id}",
+                        daemon=True,
+                    ).start()  # fmt: skip
         finally:
             with self._cond:
                 self._building.discard(project_id)
@@ -338,7 +342,7 @@ class ModelRegistry:
 
     def _construct(self, project_id: str, key: Key) -> _Entry:
         version, config = key
-        info = self.connection(project_id)
+        info = self._info.get(project_id) or ProjectInfo()  # this process's copy: never Redis here
         started = time.monotonic()
         try:
             model = construct(
@@ -369,12 +373,38 @@ class ModelRegistry:
         return _Entry(version, config, LiveModel(model, gate))
 
     def update_info(self, project_id: str, hostname: Any, access_token: Any, extra_params: Any) -> None:
-        """Keep what ``/setup`` sent and hand it to the live model without rebuilding it."""
-        info = ProjectInfo(
-            hostname=hostname if isinstance(hostname, str) and hostname else None,
-            access_token=access_token if isinstance(access_token, str) and access_token else None,
-            extra_params=extra_params if isinstance(extra_params, dict) else {},
-        )
+        """Keep what ``/setup`` sent and hand it to the live model without rebuilding it.
+
+        Production mode records it in Redis too (bounded; a failure is logged, never raised).
+        """
+        info = ProjectInfo.from_setup(hostname, access_token, extra_params)
+        self._adopt(project_id, info)
+        if self._shared is not None:
+            self._shared.save(project_id, info)
+
+    def connection(self, project_id: str) -> ProjectInfo:
+        """What the last ``/setup`` sent for the project (empty when nothing).
+
+        Production mode asks Redis (bounded) and takes the later of its copy and this process's
+        own: a process that never got ``/setup`` learns it there, and one that got an older
+        ``/setup`` learns the newer token. Never called on ``/health`` or ``/predict``.
+        """
+        own = self._info.get(project_id)
+        if self._shared is not None:
+            shared = self._shared.load(project_id)
+            if shared is not None and (own is None or shared.at > own.at):
+                self._adopt(project_id, shared)
+                return shared
+        return own or ProjectInfo()
+
+    def access_tokens(self) -> List[str]:
+        """Every token this process got from ``/setup`` or from Redis (to redact logs, errors)."""
+        return list(self._tokens)
+
+    def _adopt(self, project_id: str, info: ProjectInfo) -> None:
+        """Make ``info`` the project's connection here, and the live model's."""
+        if info.access_token and info.access_token not in self._tokens:
+            self._tokens.append(info.access_token)
         self._info[project_id] = info
         entry = self._live.get(project_id)
         if entry is not None:
@@ -382,13 +412,14 @@ class ModelRegistry:
             entry.model.access_token = info.access_token
             entry.model.extra_params = info.extra_params
 
-    def connection(self, project_id: str) -> ProjectInfo:
-        """What ``/setup`` last sent for the project in this process (empty when nothing)."""
-        return self._info.get(project_id) or ProjectInfo()
-
-    def access_tokens(self) -> List[str]:
-        """Every token ``/setup`` sent to this process (for redacting logs and error details)."""
-        return [info.access_token for info in list(self._info.values()) if info.access_token]
+    def _refresh_connection(self, project_id: str) -> None:
+        """Background: a model just built here gets the shared connection when it is newer."""
+        try:
+            info = self.connection(project_id)
+            if info.at:  # also what a /setup during the build sent
+                self._adopt(project_id, info)
+        except Exception:  # never let a background refresh kill anything; it is logged
+            logger.exception("project %s: reading the shared connection failed", project_id)
 
     # ------------------------------------------------------------------ preload
     def start_preload(self) -> threading.Thread:

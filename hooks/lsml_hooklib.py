@@ -1,5 +1,5 @@
-"""What the two hooks share: their one error type, the handoff between them, and the packages
-the template provides.
+"""What the hooks share: their one error type and how its lines are worded, the handoff between
+them, and the packages the template provides.
 
 Not a hook itself (cookiecutter runs only ``pre_gen_project`` and ``post_gen_project``): each
 hook imports it from the template's ``hooks/`` directory. Not rendered by Jinja: no answers
@@ -9,7 +9,9 @@ here. Standard library only, Python 3.9 syntax (the hooks run on the user's inte
 from __future__ import annotations
 
 import json
+import os
 import re
+import sys
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Dict, List, Optional, Tuple
@@ -19,6 +21,32 @@ HANDOFF = Path(".lsml-pregen.json")
 
 class HookError(Exception):
     """One user-facing line; the hook prints it as ``ERROR: <line>`` and exits 1."""
+
+
+# ------------------------------------------------------------------ the user's own words
+# `label-studio-ml init NAME --script PATH[:Class]` runs Cookiecutter for the user and sets
+# LSML_COMMAND=init: its errors name init's arguments, plain Cookiecutter's name its variables.
+INIT_WORDS = {"script": "--script", "backend_name": "backend name"}
+
+
+def under_init() -> bool:
+    return os.environ.get("LSML_COMMAND") == "init"
+
+
+def say(cookiecutter: str, init: str) -> str:
+    """The words for the command the user ran."""
+    return init if under_init() else cookiecutter
+
+
+def fail(what: str, value: object, why: str, fix: str) -> HookError:
+    """``<what> <value> <why>. <fix>.``, ``what`` being the answer as the user's command names it."""
+    if under_init():
+        what = INIT_WORDS.get(what, what)
+    return HookError(f"{what} {value!r} {why}. {fix}.")
+
+
+def warn(message: str) -> None:
+    print(f"WARNING: {message}", file=sys.stderr)
 
 
 # ------------------------------------------------------------------ the packages the template provides
@@ -41,8 +69,11 @@ RUNTIME_PACKAGES = {
     "orjson": "orjson",
     "prometheus-client": "prometheus_client",
 }
-# Added to requirements.txt when the script uses it (pre_gen_project.SDK_REQUIREMENT).
+# Added to requirements.txt, as SDK_REQUIREMENT, when the script uses it.
 SDK_PACKAGE = ("label-studio-sdk", "label_studio_sdk")
+# Kept equal to label_studio_ml.label_config.SDK_REQUIREMENT (a test checks; scripts/lock.sh
+# reads this line): the hooks are stdlib-only and must not import the runtime.
+SDK_REQUIREMENT = "label-studio-sdk>=2.1,<3"
 # Modules a script may import without listing them in requirements.txt.
 PROVIDED_MODULES = frozenset([*TEMPLATE_PACKAGES.values(), *RUNTIME_PACKAGES.values(), SDK_PACKAGE[1]])
 # A requirement line naming one of TEMPLATE_PACKAGES (any of - _ . as the separator).

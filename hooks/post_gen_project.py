@@ -33,7 +33,7 @@ def _template_dir() -> str:
 TEMPLATE_DIR = _template_dir()
 sys.path.insert(0, os.path.join(TEMPLATE_DIR, "hooks"))
 sys.dont_write_bytecode = True  # no __pycache__ in the template
-from lsml_hooklib import PROVIDED, RUNTIME_PACKAGES, Bundle, Handoff, HookError  # noqa: E402, F401
+from lsml_hooklib import PROVIDED, RUNTIME_PACKAGES, Bundle, Handoff, HookError, say  # noqa: E402, F401
 
 EXAMPLE = Path("example_model.py")
 MODEL = Path("model.py")
@@ -173,8 +173,13 @@ def vendored_wheel() -> Path:
     if not wheels:
         raise HookError(
             f"cannot find the {DIST} runtime to put in vendor/: the template's vendor/ holds no "
-            f"{WHEELS}. Run `python scripts/build_runtime_wheel.py` in the lsml-template checkout, "
-            'use label-studio-ml init, or pass _runtime_requirement="<a pip requirement for lsml-runtime>"'
+            f"{WHEELS}. "
+            + say(
+                "Run `python scripts/build_runtime_wheel.py` in the lsml-template checkout, use "
+                'label-studio-ml init, or pass _runtime_requirement="<a pip requirement for lsml-runtime>"',
+                "Reinstall lsml-runtime, or pass --runtime-requirement "
+                '"<a pip requirement for lsml-runtime>"',
+            )
         )
     for old in wheels[:-1]:
         old.unlink()

@@ -39,7 +39,7 @@ without_vendor "$BAKED/requirements.lock" "$TEMPLATE/requirements.lock"
 without_vendor "$BAKED/requirements-test.lock" "$TEMPLATE/requirements-test.lock"
 
 # 3. the same with the SDK line the post-gen hook adds for scripts that use label_studio_sdk
-SDK=$(sed -n 's/^SDK_REQUIREMENT = "\(.*\)"$/\1/p' hooks/pre_gen_project.py)
+SDK=$(sed -n 's/^SDK_REQUIREMENT = "\(.*\)"$/\1/p' hooks/lsml_hooklib.py)
 echo "$SDK" >>"$BAKED/requirements.txt"
 for lock in requirements.lock requirements-test.lock; do  # keep the SDK variant's own pins
   if [ -f "$TEMPLATE/.locks-sdk/$lock" ]; then cp "$TEMPLATE/.locks-sdk/$lock" "$BAKED/$lock"; fi

@@ -35,7 +35,7 @@ TEMPLATE_LOCKS = [
     TEMPLATE / ".locks-sdk" / "requirements-test.lock",
 ]
 SDK_REQUIREMENT = re.search(
-    r'^SDK_REQUIREMENT = "(.*)"$', (ROOT / "hooks" / "pre_gen_project.py").read_text(), re.M
+    r'^SDK_REQUIREMENT = "(.*)"$', (ROOT / "hooks" / "lsml_hooklib.py").read_text(), re.M
 ).group(1)
 
 

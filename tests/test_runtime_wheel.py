@@ -66,3 +66,21 @@ def test_init_bakes_a_template_carrying_a_wheel_of_the_running_runtime(tmp_path)
     assert sorted(p.name for p in copy.iterdir()) == sorted(cli.TEMPLATE_PARTS)
     bare = cli.template_with_runtime(template, tmp_path / "bare", vendor=False)
     assert not wheels_in(bare / "{{cookiecutter.backend_name}}" / "vendor")
+
+
+def test_the_runtime_wheel_and_init_carry_every_hook_module(tmp_path):
+    """The hooks import their modules from hooks/ (lsml_hooklib, lsml_folder, ...): the
+    runtime's own wheel (for ``label-studio-ml init`` from an install) and the template copy init
+    bakes hold every one of them."""
+    pytest.importorskip("hatchling")
+    from hatchling.builders.wheel import WheelBuilder
+
+    hooks = sorted(p.name for p in (ROOT / "hooks").glob("*.py"))
+    assert "lsml_hooklib.py" in hooks and "lsml_folder.py" in hooks
+    (wheel,) = WheelBuilder(str(ROOT / "runtime")).build(directory=str(tmp_path), versions=["standard"])
+    with zipfile.ZipFile(wheel) as archive:
+        names = archive.namelist()
+    prefix = "label_studio_ml/template/hooks/"
+    assert sorted(n[len(prefix) :] for n in names if n.startswith(prefix)) == hooks
+    copy = cli.template_with_runtime(cli.template_dir(), tmp_path / "init", vendor=False)
+    assert sorted(p.name for p in (copy / "hooks").glob("*.py")) == hooks

@@ -364,7 +364,7 @@ def test_scripts_table_matches_the_data_dir():
 
 def test_one_sdk_range_everywhere(repo_root):
     """The hook's pin, the runtime's error message and the [sdk] extra name the same range."""
-    hook = (repo_root / "hooks" / "pre_gen_project.py").read_text(encoding="utf-8")
+    hook = (repo_root / "hooks" / "lsml_hooklib.py").read_text(encoding="utf-8")
     assert f'SDK_REQUIREMENT = "{SDK_REQUIREMENT}"' in hook
     pyproject = (repo_root / "runtime" / "pyproject.toml").read_text(encoding="utf-8")
     assert f"sdk = ['{SDK_REQUIREMENT};" in pyproject

@@ -783,3 +783,108 @@ def test_one_owner_of_the_shared_connection():
         names = {a.name for n in top if isinstance(n, ast.Import) for a in n.names}
         names |= {n.module or "" for n in top if isinstance(n, ast.ImportFrom)}
         assert not {m for m in names if m.split(".")[0] in ("redis", "rq")}, name
+
+
+# ------------------------------------------------------------------ pregen
+# The hooks' shape (issue 19): pre_gen_project.py is a short script, its work in modules beside
+# it, one concern each, importing one way (a module imports only lower layers).
+HOOK_LAYERS = {
+    "lsml_hooklib": 0,  # HookError and its wording, the handoff, the template's packages
+    "lsml_answers": 1,  # the answers, the command line's unknown keys
+    "lsml_inspect": 1,  # a file's syntax tree
+    "lsml_detect": 2,  # the script imported in a child interpreter
+    "lsml_folder": 2,  # what comes along from the model's folder
+    "lsml_script": 3,  # the script answer: where, which class
+    "pre_gen_project": 4,
+    "post_gen_project": 4,
+}
+MAX_HOOK_FUNCTION = 35  # lines; cookiecutter's own hooks.py has none over 31
+# Cookiecutter's words for the answers that init gives another name (or none): under init the
+# hooks must say init's (lsml_hooklib.say).
+COOKIECUTTER_WORDS = re.compile(r"\b(script|backend_name|model_class|_runtime_requirement)=")
+HOOK_SCRIPTS_STEMS = {Path(h).stem for h in HOOK_SCRIPTS}
+
+
+def _hook_trees() -> dict:
+    return {p.stem: ast.parse(p.read_text(encoding="utf-8")) for p in sorted(HOOKS.glob("*.py"))}
+
+
+def test_every_hook_module_has_a_layer():
+    assert set(_hook_trees()) == set(HOOK_LAYERS)
+
+
+def test_hook_modules_import_the_standard_library_and_lower_hook_modules_only():
+    """The hooks run on the user's interpreter, before anything is installed: the standard
+    library, and the hooks' own modules (found in hooks/), each below the importer."""
+    import sys
+
+    wrong = []
+    for name, tree in _hook_trees().items():
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Import):
+                targets = [a.name.split(".")[0] for a in node.names]
+            elif isinstance(node, ast.ImportFrom):
+                targets = [node.module.split(".")[0]] if node.level == 0 else ["<relative>"]
+            else:
+                continue
+            for target in targets:
+                if target in HOOK_LAYERS:
+                    if HOOK_LAYERS[target] >= HOOK_LAYERS[name]:
+                        wrong.append(f"{name} imports {target} (not a lower layer)")
+                elif target not in sys.stdlib_module_names and target != "__future__":
+                    wrong.append(f"{name} imports {target} (not the standard library)")
+    assert wrong == []
+
+
+def test_no_hook_function_is_longer_than_the_limit():
+    long = [
+        f"{name}.{node.name}: {node.end_lineno - node.lineno + 1} lines"
+        for name, tree in _hook_trees().items()
+        for node in ast.walk(tree)
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef))
+        and node.end_lineno - node.lineno + 1 > MAX_HOOK_FUNCTION
+    ]
+    assert long == []
+
+
+def test_pre_gen_is_a_short_script():
+    """Read the answers, validate, inspect, plan, write the handoff (or one ERROR): the work is
+    in the modules it imports."""
+    tree = _hook_trees()["pre_gen_project"]
+    functions = [n.name for n in tree.body if isinstance(n, ast.FunctionDef)]
+    assert functions == ["plan", "main"]
+    assert len((HOOKS / "pre_gen_project.py").read_text(encoding="utf-8").splitlines()) < 70
+
+
+def test_only_the_two_hooks_are_rendered():
+    """Cookiecutter renders the hook scripts with Jinja; the modules beside them are imported as
+    they are, so a Jinja expression in one would be read as Python text."""
+    for path in sorted(HOOKS.glob("*.py")):
+        text = path.read_text(encoding="utf-8")
+        if path.stem in HOOK_SCRIPTS_STEMS:
+            assert text.count("{{") == 1 and 'json.loads(r"""{{ cookiecutter | tojson }}""")' in text
+        else:
+            assert "{{" not in text and "{%" not in text, path.name
+            assert "cookiecutter |" not in text and "CONTEXT" not in text, path.name
+
+
+def test_every_answer_named_in_cookiecutters_words_has_inits_words_too():
+    """A string naming an answer as ``script=...`` (``backend_name=``, ``model_class=``,
+    ``_runtime_requirement=``) is only ever the first, Cookiecutter, argument of ``say``: under
+    ``label-studio-ml init`` the second is printed instead."""
+    wrong = []
+    for name, tree in _hook_trees().items():
+        parents = {child: node for node in ast.walk(tree) for child in ast.iter_child_nodes(node)}
+        for node in ast.walk(tree):
+            if not (isinstance(node, ast.Constant) and isinstance(node.value, str)):
+                continue
+            if not COOKIECUTTER_WORDS.search(node.value) or isinstance(parents.get(node), ast.Expr):
+                continue  # no answer named, or a docstring
+            expr = node
+            while isinstance(parents.get(expr), (ast.JoinedStr, ast.BinOp, ast.FormattedValue)):
+                expr = parents[expr]
+            call = parents.get(expr)
+            is_say = isinstance(call, ast.Call) and getattr(call.func, "id", "") == "say"
+            if not (is_say and call.args and call.args[0] is expr):
+                wrong.append(f"{name}:{node.lineno}: {node.value[:60]!r}")
+    assert wrong == []

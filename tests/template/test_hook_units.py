@@ -1,6 +1,7 @@
 """The hooks' helpers, rendered the way Cookiecutter renders them and loaded as modules."""
 
 import ast
+import importlib
 import json
 import os
 import sys
@@ -24,6 +25,13 @@ def load_hook(template_dir, name, **answers):
     return module
 
 
+def hook_module(template_dir, name):
+    """One of the modules beside the hooks (lsml_answers, lsml_script, ...), imported as the
+    hooks import it: from hooks/, which loading the pre-gen hook puts on sys.path."""
+    load_hook(template_dir, "pre_gen_project")
+    return importlib.import_module(name)
+
+
 @pytest.fixture
 def pre(template_dir):
     return load_hook(template_dir, "pre_gen_project", description='a "quoted" \\ caf\u00e9')
@@ -44,10 +52,10 @@ def test_context_survives_special_characters(pre):
         ("weird:/path.py", ("weird:/path.py", "")),
     ],
 )
-def test_split_script(pre, raw, expected):
+def test_split_script(template_dir, raw, expected):
     from label_studio_ml.cli import split_script
 
-    assert pre.split_script(raw) == expected
+    assert hook_module(template_dir, "lsml_script").split_script(raw) == expected
     assert split_script(raw) == expected, "label-studio-ml init splits PATH:Class the same way"
 
 
@@ -61,12 +69,12 @@ def test_split_script_is_one_function_in_two_places(template_dir):
         node = next(n for n in ast.parse(text).body if getattr(n, "name", "") == "split_script")
         return ast.get_source_segment(text, node)
 
-    hook = source(template_dir / "hooks" / "pre_gen_project.py")
+    hook = source(template_dir / "hooks" / "lsml_script.py")
     assert hook == source(Path(cli.__file__))
     assert "rpartition" in hook
 
 
-def test_syntax_tree_finds_direct_aliased_dotted_and_derived_subclasses(pre):
+def test_syntax_tree_finds_direct_aliased_dotted_and_derived_subclasses(template_dir):
     tree = ast.parse(
         "from label_studio_ml.model import LabelStudioMLBase as Base\n"
         "import label_studio_ml.model as lsm\n"
@@ -75,18 +83,20 @@ def test_syntax_tree_finds_direct_aliased_dotted_and_derived_subclasses(pre):
         "class C(A): pass\n"
         "class D(object): pass\n"
     )
-    assert pre.ast_classes(tree) == ["A", "B", "C"]
+    assert hook_module(template_dir, "lsml_inspect").ast_classes(tree) == ["A", "B", "C"]
 
 
-def test_label_config_from_a_module_constant_or_docstring(pre):
+def test_label_config_from_a_module_constant_or_docstring(template_dir):
+    inspect = hook_module(template_dir, "lsml_inspect")
     view = '<View><Text name="t" value="$t"/></View>'
-    assert pre.label_config_of(ast.parse(f"LABEL_CONFIG = '{view}'")) == view + "\n"
-    assert pre.label_config_of(ast.parse(f'"""Doc.\n\n{view}\n"""')) == view + "\n"
-    assert pre.label_config_of(ast.parse(f'class M:\n    """{view}"""')) == view + "\n"
-    assert pre.label_config_of(ast.parse("x = '<View>'")) is None
+    assert inspect.label_config_of(ast.parse(f"LABEL_CONFIG = '{view}'")) == view + "\n"
+    assert inspect.label_config_of(ast.parse(f'"""Doc.\n\n{view}\n"""')) == view + "\n"
+    assert inspect.label_config_of(ast.parse(f'class M:\n    """{view}"""')) == view + "\n"
+    assert inspect.label_config_of(ast.parse("x = '<View>'")) is None
 
 
-def test_relative_script_candidates(pre, tmp_path, monkeypatch):
+def test_relative_script_candidates(template_dir, tmp_path, monkeypatch):
+    script = hook_module(template_dir, "lsml_script")
     project = tmp_path / "out" / "my_ml_backend"
     project.mkdir(parents=True)
     shell = tmp_path / "shell"
@@ -95,10 +105,10 @@ def test_relative_script_candidates(pre, tmp_path, monkeypatch):
     monkeypatch.chdir(project)
     monkeypatch.setenv("PWD", str(shell))
     ctx = {"_output_dir": str(tmp_path / "out")}
-    assert pre.base_dirs(ctx) == [(tmp_path / "out").resolve(), shell.resolve()]
-    assert pre.resolve_script("model.py", ctx) == (shell / "model.py").resolve()
+    assert script.base_dirs(ctx) == [(tmp_path / "out").resolve(), shell.resolve()]
+    assert script.resolve_script("model.py", ctx) == (shell / "model.py").resolve()
     # Nowhere to be found: the error names the first candidate.
-    assert pre.resolve_script("other.py", ctx) == (tmp_path / "out").resolve() / "other.py"
+    assert script.resolve_script("other.py", ctx) == (tmp_path / "out").resolve() / "other.py"
 
 
 def test_post_gen_removal_tolerates_missing_paths(template_dir, tmp_path):
@@ -123,10 +133,12 @@ def test_post_gen_removal_tolerates_missing_paths(template_dir, tmp_path):
         ({"threads": "0"}, "threads '0' is not a whole number from 1 to 256"),
     ],
 )
-def test_worker_shape_answers_are_validated(pre, answers, expected):
+def test_worker_shape_answers_are_validated(pre, template_dir, answers, expected):
     good = {"backend_name": "ok_name", "port": "9090", "python_version": "3.12", "gpu": "no"}
     with pytest.raises(pre.HookError, match=expected.replace(".", r"\.")):
-        pre.validate_answers({**good, "workers": "2", "threads": "4", **answers})
+        hook_module(template_dir, "lsml_answers").validate_answers(
+            {**good, "workers": "2", "threads": "4", **answers}
+        )
 
 
 UNDECLARED_SCRIPT = """
@@ -175,28 +187,31 @@ def test_undeclared_third_party_imports_are_named(bake, tmp_path, capfd, sibling
         ], out
 
 
-def test_unknown_cli_key_is_an_error_on_an_exact_command_line_else_a_warning(pre, monkeypatch, capsys):
+def test_unknown_cli_key_is_an_error_on_an_exact_command_line_else_a_warning(
+    pre, template_dir, monkeypatch, capsys
+):
     """Linux gives the cookiecutter command line exactly (/proc); ``ps`` splits it at spaces,
     where a value like ``description='a b=c'`` would look like a key ``b``: only a warning."""
+    answers = hook_module(template_dir, "lsml_answers")
     monkeypatch.delenv("LSML_COMMAND", raising=False)
-    monkeypatch.setattr(pre, "cookiecutter_cli_args", lambda pid: (["scirpt=m.py"], True))
+    monkeypatch.setattr(answers, "cookiecutter_cli_args", lambda pid: (["scirpt=m.py"], True))
     with pytest.raises(
         pre.HookError, match=r"^scirpt 'm.py' is not a variable .*Did you mean script=\.\.\.\?"
     ):
-        pre.check_cli_keys(pre.CONTEXT, 1)
-    monkeypatch.setattr(pre, "cookiecutter_cli_args", lambda pid: (["scirpt=m.py"], False))
-    pre.check_cli_keys(pre.CONTEXT, 1)
+        answers.check_cli_keys(pre.CONTEXT, 1)
+    monkeypatch.setattr(answers, "cookiecutter_cli_args", lambda pid: (["scirpt=m.py"], False))
+    answers.check_cli_keys(pre.CONTEXT, 1)
     assert capsys.readouterr().err.startswith("WARNING: scirpt 'm.py' is not a variable of this template")
     monkeypatch.setenv("LSML_COMMAND", "init")  # init has no key=value arguments to check
-    monkeypatch.setattr(pre, "cookiecutter_cli_args", lambda pid: (["scirpt=m.py"], True))
-    pre.check_cli_keys(pre.CONTEXT, 1)
+    monkeypatch.setattr(answers, "cookiecutter_cli_args", lambda pid: (["scirpt=m.py"], True))
+    answers.check_cli_keys(pre.CONTEXT, 1)
 
 
-def test_cookiecutter_cli_args_reads_only_a_cookiecutter_parent(pre):
+def test_cookiecutter_cli_args_reads_only_a_cookiecutter_parent(template_dir):
     import os
 
     # this test's own parent is no cookiecutter process (pytest's, or a shell)
-    assert pre.cookiecutter_cli_args(os.getppid()) is None
+    assert hook_module(template_dir, "lsml_answers").cookiecutter_cli_args(os.getppid()) is None
 
 
 def test_post_gen_names_the_wheel_the_template_brought(template_dir, tmp_path, monkeypatch):
@@ -222,7 +237,9 @@ def test_post_gen_names_the_wheel_the_template_brought(template_dir, tmp_path, m
 def test_handoff_round_trip_is_typed(template_dir, tmp_path, monkeypatch):
     pre = load_hook(template_dir, "pre_gen_project")
     monkeypatch.chdir(tmp_path)
-    bundle = pre.Bundle(root="/m", files=[("a.py", "a.py")], alias="old")
+    bundle = hook_module(template_dir, "lsml_hooklib").Bundle(
+        root="/m", files=[("a.py", "a.py")], alias="old"
+    )
     pre.Handoff(script="/m/model.py", model_class="M", bundle=bundle).write()
     handoff = pre.Handoff.take()
     assert handoff == pre.Handoff(script="/m/model.py", model_class="M", bundle=bundle)
@@ -259,3 +276,46 @@ def test_a_template_given_as_a_relative_path_finds_its_hook_library(tmp_path, re
     assert result.returncode == 0, result.stdout + result.stderr
     assert (tmp_path / "out" / "rel_backend" / "model.py").is_file()
     assert "lsml_hooklib" not in result.stderr
+
+
+MODEL = (
+    "from label_studio_ml.model import LabelStudioMLBase\n\n\nclass {name}(LabelStudioMLBase):\n    pass\n"
+)
+
+
+@pytest.mark.parametrize("command", ["cookiecutter", "init"])
+def test_model_folder_errors_name_the_answer_as_the_users_command_does(
+    template_dir, tmp_path, monkeypatch, command
+):
+    """Under label-studio-ml init (LSML_COMMAND=init) the folder's errors say --script, as the
+    script's own do; under Cookiecutter, script= (byte for byte as before)."""
+    folder = hook_module(template_dir, "lsml_folder")
+    error = hook_module(template_dir, "lsml_hooklib").HookError
+    if command == "init":
+        monkeypatch.setenv("LSML_COMMAND", "init")
+    else:
+        monkeypatch.delenv("LSML_COMMAND", raising=False)
+    init = command == "init"
+    what = "--script" if init else "script"
+    empty, several = tmp_path / "empty", tmp_path / "several"
+    empty.mkdir()
+    several.mkdir()
+    (several / "a.py").write_text(MODEL.format(name="A"))
+    (several / "b.py").write_text(MODEL.format(name="B"))
+    with pytest.raises(error) as none:
+        folder.find_model_file(empty, "Nope")
+    fix = f"--script {empty / 'model.py'} (or --script " if init else f"script={empty / 'model.py'} (or "
+    assert str(none.value) == (
+        f"{what} '{empty}' is a folder whose .py files define no LabelStudioMLBase subclass named "
+        f"Nope. Pass the model's file as {fix}folder/file.py:Class)."
+    )
+    with pytest.raises(error) as two:
+        folder.find_model_file(several, "")
+    name = "--script " if init else "script="
+    assert str(two.value) == (
+        f"{what} '{several}' is a folder with several model files (a.py, b.py). "
+        f"Name one: {name}{several / 'a.py'} or {name}{several}:<Class>."
+    )
+    with pytest.raises(error) as clash:
+        folder.check_collisions(several, {"wsgi.py": "wsgi.py"}, "a")
+    assert str(clash.value).startswith(f"{what} '{several / 'wsgi.py'}' cannot be brought along: ")

@@ -405,29 +405,29 @@ def test_segmenter_installs_alone_and_serves_weights_from_model_root(template_di
 
 # ------------------------------------------------------------------ the rule's pieces
 @pytest.fixture
-def pre(template_dir):
-    from .test_hook_units import load_hook
+def folder_rules(template_dir):
+    from .test_hook_units import hook_module
 
-    return load_hook(template_dir, "pre_gen_project")
+    return hook_module(template_dir, "lsml_folder")
 
 
-def test_generated_names_cover_the_template(pre, template_dir):
+def test_generated_names_cover_the_template(folder_rules, template_dir):
     """Every top-level file of the template is either refused as a name for the model's files,
     replaced (upstream boilerplate), or handled on its own (model.py, data/, logs/, weights/,
     hidden files); and every refused name is one the template has."""
     top = {p.name for p in (template_dir / "{{cookiecutter.backend_name}}").iterdir()}
     handled = {"model.py", "data", "logs", "weights", ".env.example"}
-    assert top - pre.GENERATED_NAMES - pre.REPLACED - handled == set()
-    assert pre.GENERATED_NAMES - top == set()
+    assert top - folder_rules.GENERATED_NAMES - folder_rules.REPLACED - handled == set()
+    assert folder_rules.GENERATED_NAMES - top == set()
 
 
-def test_lsmlinclude_last_matching_line_wins(pre, tmp_path):
+def test_lsmlinclude_last_matching_line_wins(folder_rules, tmp_path):
     (tmp_path / ".lsmlinclude").write_text("# comment\nconfigs\n!configs/secret.yaml\n\n*.bin\n")
-    rules = pre.include_rules(tmp_path)
-    assert pre.override("configs/a.yaml", rules) is True  # a folder's pattern matches its files
-    assert pre.override("configs/secret.yaml", rules) is False
-    assert pre.override("deep/w.bin", rules) is True  # fnmatch: * crosses /
-    assert pre.override("model.py", rules) is None
+    rules = folder_rules.include_rules(tmp_path)
+    assert folder_rules.override("configs/a.yaml", rules) is True  # a folder's pattern matches its files
+    assert folder_rules.override("configs/secret.yaml", rules) is False
+    assert folder_rules.override("deep/w.bin", rules) is True  # fnmatch: * crosses /
+    assert folder_rules.override("model.py", rules) is None
 
 
 def test_a_folder_without_a_model_is_refused(bake, tmp_path, capfd):
@@ -471,16 +471,19 @@ def test_hooks_import_only_the_standard_library(template_dir):
     """Baking needs only the standard library (and, in post-gen, cookiecutter's own config)."""
     import ast
 
-    for hook in ("pre_gen_project.py", "post_gen_project.py", "lsml_hooklib.py"):
-        tree = ast.parse((template_dir / "hooks" / hook).read_text())
+    hooks = sorted((template_dir / "hooks").glob("*.py"))
+    assert {"pre_gen_project.py", "post_gen_project.py", "lsml_hooklib.py"} <= {p.name for p in hooks}
+    for hook in hooks:
+        tree = ast.parse(hook.read_text())
         names = set()
         for node in ast.walk(tree):
             if isinstance(node, ast.Import):
                 names.update(a.name.split(".")[0] for a in node.names)
             elif isinstance(node, ast.ImportFrom) and node.level == 0:
                 names.add(node.module.split(".")[0])
-        # lsml_hooklib: the hooks' shared module, beside them in hooks/ (checked here too)
-        allowed = set(sys.stdlib_module_names) | {"__future__", "cookiecutter", "pip", "lsml_hooklib"}
+        # lsml_hooklib, lsml_folder, ...: the hooks' own modules, beside them in hooks/ (checked too)
+        own = {p.stem for p in hooks if p.stem.startswith("lsml_")}
+        allowed = set(sys.stdlib_module_names) | {"__future__", "cookiecutter", "pip"} | own
         assert names - allowed == set(), hook
 
 

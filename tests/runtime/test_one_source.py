@@ -852,8 +852,8 @@ def test_pre_gen_is_a_short_script():
     in the modules it imports."""
     tree = _hook_trees()["pre_gen_project"]
     functions = [n.name for n in tree.body if isinstance(n, ast.FunctionDef)]
-    assert functions == ["plan", "main"]
-    assert len((HOOKS / "pre_gen_project.py").read_text(encoding="utf-8").splitlines()) < 70
+    assert functions == ["_template_dir", "plan", "main"]  # _template_dir finds the modules
+    assert len((HOOKS / "pre_gen_project.py").read_text(encoding="utf-8").splitlines()) < 80
 
 
 def test_only_the_two_hooks_are_rendered():

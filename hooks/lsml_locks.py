@@ -18,7 +18,7 @@ from lsml_requirements import REQUIREMENT_NAME, normalized
 # ------------------------------------------------------------------ the runtime, vendored
 # requirements.txt installs the runtime from the wheel in vendor/: the one the template carries
 # (scripts/build_runtime_wheel.py), or the one label-studio-ml init put in the template it bakes
-# (a wheel of the runtime it runs from). This hook only names it, so nothing but PyPI is needed.
+# (a wheel of the runtime it runs from). post-gen only names it, so nothing but PyPI is needed.
 VENDOR = Path("vendor")
 DIST = "lsml-runtime"
 WHEELS = "lsml_runtime-*-py3-none-any.whl"

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import sys
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -21,6 +22,14 @@ HANDOFF = Path(".lsml-pregen.json")
 
 class HookError(Exception):
     """One user-facing line; the hook prints it as ``ERROR: <line>`` and exits 1."""
+
+
+def remove(path: Path) -> None:
+    """Delete a file or directory; a path that is already gone is fine."""
+    if path.is_dir():
+        shutil.rmtree(path)
+    else:
+        path.unlink(missing_ok=True)
 
 
 # ------------------------------------------------------------------ the user's own words

@@ -795,6 +795,9 @@ HOOK_LAYERS = {
     "lsml_detect": 2,  # the script imported in a child interpreter
     "lsml_folder": 2,  # what comes along from the model's folder
     "lsml_script": 3,  # the script answer: where, which class
+    "lsml_requirements": 1,  # requirements.txt: what the script and its folder add (postgen)
+    "lsml_locks": 2,  # the vendored runtime wheel, its line and sha256 in the locks (postgen)
+    "lsml_install": 2,  # model.py and what comes with it, wsgi.py's class, pruning (postgen)
     "pre_gen_project": 4,
     "post_gen_project": 4,
 }
@@ -888,3 +891,28 @@ def test_every_answer_named_in_cookiecutters_words_has_inits_words_too():
             if not (is_say and call.args and call.args[0] is expr):
                 wrong.append(f"{name}:{node.lineno}: {node.value[:60]!r}")
     assert wrong == []
+
+
+# ------------------------------------------------------------------ postgen
+# post_gen_project.py is a short script too (issue 19): read the handoff, install the model and
+# what comes with it, merge requirements, name the wheel and hash it into the locks, prune, print.
+def test_post_gen_is_a_short_script():
+    """Its work is in lsml_install, lsml_requirements and lsml_locks; it keeps the order of the
+    steps and the summary it prints."""
+    tree = _hook_trees()["post_gen_project"]
+    functions = [n.name for n in tree.body if isinstance(n, ast.FunctionDef)]
+    assert functions == ["_template_dir", "main", "print_warnings", "print_next"]
+    assert len((HOOKS / "post_gen_project.py").read_text(encoding="utf-8").splitlines()) < 100
+    imported = {n.module for n in tree.body if isinstance(n, ast.ImportFrom)}
+    assert {"lsml_install", "lsml_requirements", "lsml_locks"} <= imported
+
+
+def test_the_post_gen_modules_take_the_answers_as_arguments():
+    """Only the hook scripts hold the answers (CONTEXT); the modules post-gen calls get them
+    passed in: vendor_runtime(ctx) decides on _runtime_requirement."""
+    for name in ("lsml_install", "lsml_requirements", "lsml_locks"):
+        text = (HOOKS / f"{name}.py").read_text(encoding="utf-8")
+        assert "CONTEXT" not in text and "_repo_dir" not in text, name
+    tree = _hook_trees()["lsml_locks"]
+    vendor = next(n for n in tree.body if isinstance(n, ast.FunctionDef) and n.name == "vendor_runtime")
+    assert [a.arg for a in vendor.args.args] == ["ctx"]

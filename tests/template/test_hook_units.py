@@ -112,17 +112,18 @@ def test_relative_script_candidates(template_dir, tmp_path, monkeypatch):
 
 
 def test_post_gen_removal_tolerates_missing_paths(template_dir, tmp_path):
-    post = load_hook(template_dir, "post_gen_project")
-    post.remove(tmp_path / "never-existed.py")
+    load_hook(template_dir, "post_gen_project")
+    lib = hook_module(template_dir, "lsml_hooklib")
+    lib.remove(tmp_path / "never-existed.py")
     (tmp_path / "d").mkdir()
-    post.remove(tmp_path / "d")
+    lib.remove(tmp_path / "d")
     assert not (tmp_path / "d").exists()
-    assert post.PROVIDED.match("label-studio-ml==1.0.9")
-    assert post.PROVIDED.match("uWSGI>=2")
-    assert post.PROVIDED.match("supervisor")
-    assert not post.PROVIDED.match("supervision==0.20")
-    assert not post.PROVIDED.match("uwsgi-tools")
-    assert Path(post.EXAMPLE).name == "example_model.py"
+    assert lib.PROVIDED.match("label-studio-ml==1.0.9")
+    assert lib.PROVIDED.match("uWSGI>=2")
+    assert lib.PROVIDED.match("supervisor")
+    assert not lib.PROVIDED.match("supervision==0.20")
+    assert not lib.PROVIDED.match("uwsgi-tools")
+    assert Path(hook_module(template_dir, "lsml_install").EXAMPLE).name == "example_model.py"
 
 
 @pytest.mark.parametrize(
@@ -218,17 +219,18 @@ def test_post_gen_names_the_wheel_the_template_brought(template_dir, tmp_path, m
     """post-gen builds nothing: it names the newest wheel in vendor/ (an older one a re-run left
     goes), and stops with one line when there is none."""
     post = load_hook(template_dir, "post_gen_project")
+    locks = hook_module(template_dir, "lsml_locks")
     monkeypatch.chdir(tmp_path)
     (tmp_path / "vendor").mkdir()
     (tmp_path / "requirements.txt").write_text("placeholder\nuWSGI==2.0.31\n")
     with pytest.raises(post.HookError, match=r"^cannot find the lsml-runtime runtime to put in vendor/"):
-        post.vendor_runtime()
+        locks.vendor_runtime(post.CONTEXT)
     old = tmp_path / "vendor" / "lsml_runtime-0.0.9-py3-none-any.whl"
     new = tmp_path / "vendor" / "lsml_runtime-0.1.0-py3-none-any.whl"
     old.write_bytes(b"old")
     new.write_bytes(b"new")
     os.utime(old, ns=(1, 1))
-    assert post.vendor_runtime() == f"./vendor/{new.name}"
+    assert locks.vendor_runtime(post.CONTEXT) == f"./vendor/{new.name}"
     assert sorted(p.name for p in (tmp_path / "vendor").iterdir()) == [new.name]
     assert (tmp_path / "requirements.txt").read_text() == f"./vendor/{new.name}\nuWSGI==2.0.31\n"
     assert new.read_bytes() == b"new", "named as it came, never rebuilt"

@@ -57,11 +57,16 @@ class ProjectInfo:
     @classmethod
     def from_setup(cls, hostname: Any, access_token: Any, extra_params: Any) -> ProjectInfo:
         """The connection of a ``/setup`` body's fields, arrived now (wrong types dropped)."""
+        return cls.of(hostname, access_token, extra_params, time.time())
+
+    @classmethod
+    def of(cls, hostname: Any, access_token: Any, extra_params: Any, at: Any) -> ProjectInfo:
+        """A connection from untrusted values (a request, Redis): wrong types and empties dropped."""
         return cls(
             hostname=hostname if isinstance(hostname, str) and hostname else None,
             access_token=access_token if isinstance(access_token, str) and access_token else None,
             extra_params=extra_params if isinstance(extra_params, dict) else {},
-            at=time.time(),
+            at=float(at) if isinstance(at, (int, float)) else 0.0,
         )
 
 
@@ -116,15 +121,9 @@ class SharedConnections:
         try:
             value = json.loads(raw)
             fields = ("hostname", "access_token", "extra_params", "at")
-            hostname, token, extra, at = (value.get(k) for k in fields)
+            return ProjectInfo.of(*(value.get(k) for k in fields))
         except (ValueError, AttributeError):
             return None
-        return ProjectInfo(
-            hostname=hostname if isinstance(hostname, str) and hostname else None,
-            access_token=token if isinstance(token, str) and token else None,
-            extra_params=extra if isinstance(extra, dict) else {},
-            at=float(at) if isinstance(at, (int, float)) else 0.0,
-        )
 
     def _client(self) -> Any:
         if self._redis is None:

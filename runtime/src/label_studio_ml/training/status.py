@@ -132,7 +132,7 @@ class RunRecord:
         if not change:
             return self
         doc = self.to_json()
-        doc.update({k: (v.value if isinstance(v, Enum) else v) for k, v in change.items()})
+        doc.update(_plain(change))
         return RunRecord.from_json(doc)
 
     # ------------------------------------------------------------------ reading
@@ -159,8 +159,8 @@ class RunRecord:
         ``warning`` when a queued job cannot run, then the project and its versions."""
         body = self.to_json()
         body.setdefault("status", RunStatus.IDLE.value)
-        if self.pending_job_id and not self.status.busy:
-            body["status"] = RunStatus.QUEUED.value
+        if self.reported is not self.status:  # a job waits: see reported
+            body["status"] = self.reported.value
         if warning:
             body["warning"] = warning
         body["project"] = project_id
@@ -263,6 +263,11 @@ class RunRecord:
 _FIELDS = frozenset(f.name for f in dataclasses.fields(RunRecord)) - {"keys", "extra"}
 
 
+def _plain(change: Change) -> Dict[str, Any]:
+    """A transition's fields as the file holds them (enum members as their strings)."""
+    return {k: (v.value if isinstance(v, Enum) else v) for k, v in change.items()}
+
+
 class RunBook:
     """The one writer of run records: applies a transition under the store's lock."""
 
@@ -278,6 +283,6 @@ class RunBook:
 
         def fields(doc: Dict[str, Any]) -> Optional[Dict[str, Any]]:
             change = transition(RunRecord.from_json(doc))
-            return {k: (v.value if isinstance(v, Enum) else v) for k, v in change.items()} if change else None
+            return _plain(change) if change else None
 
         return RunRecord.from_json(self.store.change_status(project_id, fields))
